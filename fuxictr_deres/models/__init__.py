@@ -1,0 +1,29 @@
+"""FuxiCTR model classes of this plugin, found by the name a config gives in ``model:``."""
+
+from typing import Dict, Type
+
+from .deres import DeRes
+from .onetrans import OneTrans
+from .token_ctr import TokenCTR
+
+MODELS: Dict[str, type] = {
+    "DeRes": DeRes,
+    "OneTrans": OneTrans,
+    "TokenCTR": TokenCTR,
+}
+
+
+def register_model(name: str, model_class: type) -> type:
+    """Make ``model_class`` available as ``model: <name>``."""
+    MODELS[name] = model_class
+    return model_class
+
+
+def get_model_class(name: str) -> type:
+    """The model class registered as ``name``; an unknown name is an error that lists the known ones."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model={name!r}; registered models: {sorted(MODELS)}")
+    return MODELS[name]
+
+
+__all__ = ["MODELS", "register_model", "get_model_class", "TokenCTR", "DeRes", "OneTrans"]

@@ -1,0 +1,119 @@
+"""TokenCTR: the one token backbone every Transformer-style model here shares (specs/architecture.md).
+
+    fields --FeatureEmbedding--> e (B, F, E) --tokenizer--> X0 (B, T, d)
+           --units wired by a residual rule--> X_L --final RMSNorm--> readout --> MLP head --> sigmoid
+
+Models differ only in configuration (residual rule, tokenizer, sizes) and, for other backbones, in the units
+``build_units`` returns.
+"""
+
+from typing import List, Optional, Tuple
+
+import torch
+from torch import nn
+from fuxictr.pytorch.layers import FeatureEmbedding, MLP_Block
+from fuxictr.pytorch.models import BaseModel
+from fuxictr.pytorch.torch_utils import get_regularizer
+
+from ..layers import Readout, TokenAttention, TokenFFN, build_tokenizer
+from ..residuals import build_residual_rule
+
+
+class TokenCTR(BaseModel):
+    """FuxiCTR model over tokens: a Pre-Norm Transformer backbone (attention and FFN are separate units) whose
+    residual connections are a swappable rule (``residual: prenorm | deres | ...``)."""
+
+    default_residual = "prenorm"
+
+    def __init__(self,
+                 feature_map,
+                 model_id: str = "TokenCTR",
+                 gpu: int = -1,
+                 learning_rate: float = 1e-3,
+                 embedding_dim: int = 16,
+                 embedding_initializer: str = "partial(nn.init.normal_, std=1e-4)",
+                 tokenizer: str = "autosplit",
+                 tokenizer_params: Optional[dict] = None,
+                 num_tokens: int = 16,
+                 d_model: int = 64,
+                 num_layers: int = 4,
+                 num_heads: int = 4,
+                 ffn_ratio: float = 4,
+                 ffn_activation: str = "gelu",
+                 token_specific: bool = True,
+                 causal: bool = False,
+                 attention_dropout: float = 0.0,
+                 net_dropout: float = 0.0,
+                 residual: Optional[str] = None,
+                 residual_params: Optional[dict] = None,
+                 final_norm: bool = True,
+                 readout: str = "mean",
+                 head_hidden_units: List[int] = (64,),
+                 head_activations: str = "ReLU",
+                 embedding_regularizer=None,
+                 net_regularizer=None,
+                 **kwargs):
+        super().__init__(feature_map, model_id=model_id, gpu=gpu,
+                         embedding_regularizer=embedding_regularizer, net_regularizer=net_regularizer, **kwargs)
+        for key, value in (("num_tokens", num_tokens), ("d_model", d_model), ("num_layers", num_layers),
+                           ("num_heads", num_heads), ("embedding_dim", embedding_dim)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{key}={value!r}: expected a positive integer")
+        self.num_tokens, self.d_model, self.num_layers = num_tokens, d_model, num_layers
+        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim,
+                                                embedding_initializer=embedding_initializer)
+        num_fields = feature_map.get_num_fields()
+        self.tokenizer = build_tokenizer(tokenizer, num_fields, embedding_dim, num_tokens, d_model,
+                                         **(tokenizer_params or {}))
+        units, units_per_layer, final_tokens = self.build_units(
+            num_tokens=num_tokens, d_model=d_model, num_layers=num_layers, num_heads=num_heads,
+            ffn_ratio=ffn_ratio, ffn_activation=ffn_activation, token_specific=token_specific, causal=causal,
+            attention_dropout=attention_dropout, net_dropout=net_dropout, **kwargs)
+        self.units = nn.ModuleList(units)
+        self.rule = build_residual_rule(residual or self.default_residual, residual_params, len(self.units),
+                                        d_model, num_tokens, units_per_layer)
+        self.final_norm = nn.RMSNorm(d_model, eps=1e-6) if final_norm else nn.Identity()
+        self.readout = Readout(readout, final_tokens, d_model)
+        self.head = MLP_Block(input_dim=self.readout.output_dim, hidden_units=list(head_hidden_units),
+                              hidden_activations=head_activations, output_dim=1, dropout_rates=net_dropout)
+        self.compile(kwargs["optimizer"], kwargs["loss"], learning_rate)
+        self.reset_parameters()
+        self.model_to_device()
+
+    def build_units(self, num_tokens: int, d_model: int, num_layers: int, num_heads: int, ffn_ratio: float,
+                    ffn_activation: str, token_specific: bool, causal: bool, attention_dropout: float,
+                    net_dropout: float, **kwargs) -> Tuple[List[nn.Module], int, int]:
+        """Return (units, units per layer, token count after the last unit). Here: L x (attention, FFN)."""
+        units = []
+        for _ in range(num_layers):
+            units.append(TokenAttention(num_tokens, d_model, num_heads, token_specific, causal, attention_dropout))
+            units.append(TokenFFN(num_tokens, d_model, ffn_ratio, token_specific, ffn_activation, net_dropout))
+        return units, 2, num_tokens
+
+    def backbone(self, inputs: dict) -> torch.Tensor:
+        """Final token states X_L (B, T_L, d) before the final norm."""
+        x = self.get_inputs(inputs)
+        tokens = self.tokenizer(self.embedding_layer(x))
+        return self.rule.run(tokens, list(self.units))
+
+    def forward(self, inputs: dict) -> dict:
+        logit = self.head(self.readout(self.final_norm(self.backbone(inputs))))
+        return {"y_pred": self.output_activation(logit), "logit": logit}
+
+    def regularization_loss(self):
+        """FuxiCTR's regulariser, except that residual-rule parameters (gates, pseudo-queries, mixing scalars)
+        are never penalised: weight decay on a gate logit would pull every gate to 1/2 (rewritten because
+        FuxiCTR's version has no hook to exclude parameters)."""
+        if not (self._embedding_regularizer or self._net_regularizer):
+            return 0
+        emb_reg = get_regularizer(self._embedding_regularizer)
+        net_reg = get_regularizer(self._net_regularizer)
+        skip_rule = getattr(self.rule, "exclude_from_regularizer", True)
+        reg_term = 0
+        for name, param in self.named_parameters():
+            if not param.requires_grad or (skip_rule and name.startswith("rule.")):
+                continue
+            terms = emb_reg if name.startswith("embedding_layer.") else net_reg
+            for p, lam in terms:
+                reg_term = reg_term + (lam / p) * torch.norm(param, p) ** p
+        return reg_term

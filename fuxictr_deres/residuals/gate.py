@@ -1,0 +1,53 @@
+"""Vector-wise gate of DeRes (arXiv 2606.07980): g = sigmoid(theta) in (0, 1)^d weighs identity vs attention path."""
+
+import torch
+from torch import nn
+
+GATE_MODES = ("static", "static_token", "dynamic_lowrank", "fixed")
+
+
+class VectorGate(nn.Module):
+    """Per-dimension gate g for h = g * y + (1 - g) * a.
+
+    ``static``: theta in R^d, init 0 (g = 0.5). ``static_token``: theta in R^{T x d}. ``dynamic_lowrank``:
+    theta + U D (y / rms(y)) with rank r <= 4 and U initialised to 0 (starts as static). ``fixed``: the constant
+    ``value`` (no parameters).
+    """
+
+    def __init__(self, mode: str, d_model: int, num_tokens: int, value: float = 0.5, rank: int = 4,
+                 eps: float = 1e-6):
+        super().__init__()
+        if mode not in GATE_MODES:
+            raise ValueError(f"unknown gate={mode!r}; expected one of {list(GATE_MODES)}")
+        if mode == "dynamic_lowrank" and not 1 <= rank <= 4:
+            raise ValueError(f"gate_rank={rank}: the dynamic gate's rank must be between 1 and 4")
+        if mode == "fixed" and not 0.0 <= value <= 1.0:
+            raise ValueError(f"gate_value={value}: a fixed gate must lie in [0, 1]")
+        self.mode, self.value, self.eps = mode, float(value), eps
+        if mode != "fixed":
+            self.theta = nn.Parameter(torch.zeros((num_tokens, d_model) if mode == "static_token" else (d_model,)))
+        if mode == "dynamic_lowrank":
+            self.down = nn.Parameter(torch.empty(d_model, rank))
+            self.up = nn.Parameter(torch.zeros(rank, d_model))
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """theta = 0 (g = 1/2); the dynamic gate's up-projection = 0 so it starts static."""
+        with torch.no_grad():
+            if self.mode != "fixed":
+                self.theta.zero_()
+            if self.mode == "dynamic_lowrank":
+                nn.init.normal_(self.down, std=self.down.shape[0] ** -0.5)
+                self.up.zero_()
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        """Gate values broadcastable to y (B, T, d)."""
+        if self.mode == "fixed":
+            return torch.full((), self.value, dtype=y.dtype, device=y.device)
+        theta = self.theta
+        if self.mode == "static_token":
+            theta = theta[theta.shape[0] - y.shape[1]:]
+        if self.mode == "dynamic_lowrank":
+            yn = y * torch.rsqrt(y.pow(2).mean(dim=-1, keepdim=True) + self.eps)
+            theta = theta + (yn @ self.down) @ self.up
+        return torch.sigmoid(theta)

@@ -1,0 +1,151 @@
+"""The six invariants of specs/deres.md, each a test that fails if the rule is wired wrongly."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import build_model, toy_batch
+from fuxictr_deres.models import DeRes, OneTrans
+from fuxictr_deres.residuals.block_attention import SILU_UNIT_POINT
+
+
+def twin(feature_map, residual_params=None, **kw):
+    """A DeRes model and a OneTrans (Pre-Norm) model sharing every backbone weight."""
+    ref = build_model(OneTrans, feature_map, **kw)
+    model = build_model(DeRes, feature_map, residual_params=residual_params or {}, **kw)
+    missing, unexpected = model.load_state_dict(ref.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("rule.") for k in missing)
+    return model.eval(), ref.eval()
+
+
+def test_identity_path_is_exactly_prenorm(feature_map):
+    model, ref = twin(feature_map, {"path_mode": "identity"}, num_layers=3)
+    batch = toy_batch()
+    assert torch.equal(model(batch)["y_pred"], ref(batch)["y_pred"])
+
+
+@pytest.mark.parametrize("gate", [{"gate": "static"}, {"gate": "fixed", "gate_value": 0.3},
+                                  {"gate": "dynamic_lowrank"}, {"gate": "static_token"}])
+def test_silu_zero_query_read_is_zero_and_dual_equals_prenorm_at_init(feature_map, gate):
+    # RMSNorm(g * y) == RMSNorm(y) holds up to eps / mean(y^2): use unit-scale embeddings
+    model, ref = twin(feature_map, gate, num_layers=3, embedding_initializer="partial(nn.init.normal_, std=1.0)")
+    model.rule.trace = []
+    batch = toy_batch()
+    out, expected = model(batch)["y_pred"], ref(batch)["y_pred"]
+    assert all(entry["read_to_identity"] == 0.0 for entry in model.rule.trace)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_softmax_zero_query_weights_are_uniform(feature_map):
+    model, _ = twin(feature_map, {"score_fn": "softmax", "tau": 1.0}, num_layers=2)
+    model.rule.trace = []
+    model(toy_batch())
+    for entry in model.rule.trace:
+        m = entry["num_sources"]
+        torch.testing.assert_close(entry["alpha_mean"], torch.full((m,), 1.0 / m))
+        assert float(entry["alpha_std"].max()) < 1e-6
+
+
+def full_attnres_reference(x0, units, queries, gains, eps=1e-6):
+    """Full AttnRes from its equations (arXiv 2603.15031), with no notion of blocks:
+    h_u = sum_i softmax_i(<w_u, RMSNorm(v_i)>) v_i over v_0 = X0 and the raw outputs v_1..v_{u}."""
+    values = [x0]
+    def read(r):
+        v = torch.stack(values)                                      # (M, B, T, d)
+        keys = v * torch.rsqrt(v.pow(2).mean(-1, keepdim=True) + eps) * gains[r]
+        alpha = torch.softmax(torch.einsum("mbtd,d->mbt", keys, queries[r]), dim=0)
+        return torch.einsum("mbt,mbtd->btd", alpha, v)
+    for u, unit in enumerate(units):
+        values.append(unit(read(u)))
+    return read(len(units))
+
+
+def test_num_blocks_equal_units_reproduces_full_attnres(feature_map):
+    num_layers = 3
+    model = build_model(DeRes, feature_map, num_layers=num_layers, residual_params={
+        "path_mode": "attn", "score_fn": "softmax", "tau": 1.0, "beta": 0.0, "num_blocks": 2 * num_layers}).eval()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for read in model.rule.reads:
+            read.query.normal_()
+            read.key_gain.uniform_(0.5, 1.5)
+    x0 = torch.randn(8, model.num_tokens, model.d_model)
+    got = model.rule.run(x0, list(model.units))
+    expected = full_attnres_reference(x0, list(model.units), [r.query for r in model.rule.reads],
+                                      [r.key_gain for r in model.rule.reads])
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_attention_only_silu_starts_as_the_identity_sum(feature_map):
+    model, ref = twin(feature_map, {"path_mode": "attn"}, num_layers=2)
+    assert model.rule.beta == SILU_UNIT_POINT
+    assert abs(F.silu(torch.tensor(SILU_UNIT_POINT)).item() - 1.0) < 1e-4
+    batch = toy_batch()
+    torch.testing.assert_close(model(batch)["y_pred"], ref(batch)["y_pred"], rtol=1e-3, atol=1e-4)
+
+
+def test_learnable_identity_starts_as_identity(feature_map):
+    model, ref = twin(feature_map, {"identity_mode": "learnable", "path_mode": "identity"})
+    batch = toy_batch()
+    assert torch.equal(model(batch)["y_pred"], ref(batch)["y_pred"])
+
+
+@pytest.mark.parametrize("params", [{}, {"gate": "dynamic_lowrank", "identity_mode": "learnable"},
+                                    {"per_token_query": True, "gate": "static_token"},
+                                    {"path_mode": "attn", "score_fn": "softmax"}])
+def test_special_initialisations_survive_reset_parameters(feature_map, params):
+    model = build_model(DeRes, feature_map, residual_params=params)
+    with torch.no_grad():
+        for p in model.rule.parameters():
+            p.normal_()
+    model.reset_parameters()
+    rule = model.rule
+    for read in rule.reads:
+        assert torch.count_nonzero(read.query) == 0
+        assert torch.all(read.key_gain == 1)
+        assert read.beta.item() == pytest.approx(rule.beta)
+    for gate in getattr(rule, "gates", []):
+        assert torch.count_nonzero(gate.theta) == 0
+        if gate.mode == "dynamic_lowrank":
+            assert torch.count_nonzero(gate.up) == 0
+    if params.get("identity_mode") == "learnable":
+        assert torch.all(rule.identity_scale == 1)
+
+
+def test_query_gradient_is_nonzero_at_init(feature_map):
+    model = build_model(DeRes, feature_map, num_layers=2)
+    model.train()
+    out = model(toy_batch())["y_pred"]
+    F.binary_cross_entropy(out, toy_batch()["label"].view(-1, 1)).backward()
+    for r, read in enumerate(model.rule.reads):
+        assert read.query.grad is not None and read.query.grad.abs().sum() > 0, f"read {r}"
+
+
+@pytest.mark.parametrize("num_layers", [1, 2, 3, 5, 8, 16])
+def test_forward_and_backward_are_finite_at_depth(feature_map, num_layers):
+    model = build_model(DeRes, feature_map, num_layers=num_layers)
+    out = model(toy_batch())["y_pred"]
+    assert torch.isfinite(out).all()
+    out.sum().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is None or torch.isfinite(p.grad).all(), name
+
+
+@pytest.mark.parametrize("num_layers,num_blocks", [(5, 3), (4, None), (3, 6), (2, 1)])
+def test_block_bookkeeping(feature_map, num_layers, num_blocks):
+    params = {} if num_blocks is None else {"num_blocks": num_blocks}
+    model = build_model(DeRes, feature_map, num_layers=num_layers, residual_params=params).eval()
+    rule = model.rule
+    units = 2 * num_layers
+    s = rule.block_units
+    assert s == math.ceil(units / (num_blocks or min(8, num_layers)))
+    rule.trace = []
+    model(toy_batch())
+    seen = [entry["num_sources"] for entry in rule.trace]
+    expected = [1 + u // s + (u % s != 0) for u in range(units + 1)]
+    assert seen == expected
+    if units % s:
+        # the last, shorter block is still read by the final read, as a partial sum
+        assert seen[-1] == 1 + units // s + 1
