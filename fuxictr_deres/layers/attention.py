@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import flops_rules as flop_rules
 from .token_linear import TokenLinear
 
 
@@ -43,3 +44,10 @@ class TokenAttention(nn.Module):
                                            dropout_p=self.dropout if self.training else 0.0,
                                            is_causal=self.causal and nq == t)
         return self.out(o.transpose(1, 2).reshape(b, nq, d))
+
+    def flops(self, num_tokens: int) -> int:
+        t, d, h = num_tokens, self.d_model, self.num_heads
+        nq = min(self.num_queries, t)
+        scores = flop_rules.matmul(nq, d, t) + 4 * h * nq * t          # QK^T, then scale, exp, sum, divide
+        return (flop_rules.rmsnorm(t, d) + self.qkv.flops(t) + scores + flop_rules.matmul(nq, t, d)
+                + self.out.flops(nq))

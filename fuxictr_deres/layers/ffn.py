@@ -3,6 +3,7 @@
 import torch
 from torch import nn
 
+from .. import flops_rules as flop_rules
 from .token_linear import TokenLinear
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
@@ -25,3 +26,8 @@ class TokenFFN(nn.Module):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return self.down(self.drop(self.act(self.up(self.norm(h)))))
+
+    def flops(self, num_tokens: int) -> int:
+        d, hidden = self.up.d_in, self.up.d_out
+        return (flop_rules.rmsnorm(num_tokens, d) + self.up.flops(num_tokens)
+                + flop_rules.elementwise(num_tokens, hidden) + self.down.flops(num_tokens))

@@ -5,6 +5,8 @@ import math
 import torch
 from torch import nn
 
+from .. import flops_rules as flop_rules
+
 
 class TokenLinear(nn.Module):
     """y_t = x_t W_t + b_t for every token t of x (B, T, d_in).
@@ -48,6 +50,9 @@ class TokenLinear(nn.Module):
             return y
         y = torch.matmul(x, self.weight)
         return y + self.bias if self.bias is not None else y
+
+    def flops(self, num_tokens: int) -> int:
+        return flop_rules.linear(num_tokens, self.d_in, self.d_out, self.bias is not None)
 
     def extra_repr(self) -> str:
         return (f"tokens={self.num_tokens}, d_in={self.d_in}, d_out={self.d_out}, "

@@ -143,6 +143,32 @@ class DeResResidual(ResidualRule):
     def current_tokens(self, state: DeResState) -> int:
         return state.y.shape[1]
 
+    def sources_per_read(self) -> list:
+        """How many sources each of the U + 1 reads attends over (closed blocks incl. X0, + the partial sum)."""
+        s = self.block_units
+        return [1 + r // s + (r % s != 0) for r in range(self.num_units + 1)]
+
+    def flops(self, num_tokens: int) -> int:
+        """Per unit ~ T (4 d M + 8 d) for the dual path: scores and read (2 einsums over M sources), the
+        partial sum's 1/rms, the gate mix, the identity and partial-sum adds."""
+        t, d = num_tokens, self.d_model
+        total = self.num_units * t * d                                   # y <- y + o
+        if self.identity_mode == "learnable":
+            total += self.num_units * t * d
+        if self.path_mode == "identity":
+            return total
+        s = self.block_units
+        for r, m in enumerate(self.sources_per_read()):
+            total += d + 2 * t * d * m + 4 * t * m + 2 * t * d * m       # q*gain, scores, rms/tau/beta/score, read
+            if r % s:                                                    # partial sum: 1/rms, its weighted add
+                total += 3 * t * d + t + 2 * t * d
+            if self.path_mode == "dual":
+                total += 3 * t * d + d                                   # sigmoid(theta), a + g * (y - a)
+        updates = self.num_units
+        total += (updates - (updates + s - 1) // s) * t * d              # p <- p + o (not at a block's start)
+        total += (updates // s) * (3 * t * d + t)                        # 1/rms of each closed block
+        return total
+
     def _record(self, r, state, a, alpha, g) -> None:
         with torch.no_grad():
             flat = alpha.detach().float().flatten(start_dim=1)

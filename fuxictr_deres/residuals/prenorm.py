@@ -28,3 +28,6 @@ class PreNormResidual(ResidualRule):
 
     def current_tokens(self, state: torch.Tensor) -> int:
         return state.shape[1]
+
+    def flops(self, num_tokens: int) -> int:
+        return self.num_units * num_tokens * self.d_model                  # one add per unit
