@@ -44,3 +44,9 @@ def build_residual_rule(name: str, residual_params: Optional[dict], num_units: i
 
 __all__ = ["ResidualRule", "RESIDUAL_RULES", "register_residual_rule", "build_residual_rule",
            "residual_rule_options", "PreNormResidual", "DeResResidual"]
+
+# --- residual-rule baselines (issue 4B): Post-Norm, scaled residuals, DenseFormer, HC, mHC, AttnRes ---
+from .postnorm import PostNormResidual  # noqa: E402
+
+register_residual_rule("postnorm", PostNormResidual)
+__all__ += ["PostNormResidual"]

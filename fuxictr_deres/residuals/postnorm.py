@@ -1,0 +1,56 @@
+"""Post-Norm residual (the original Transformer's; RankMixer's rule): x <- Norm(x + f_u(x)).
+
+Each unit gets its own norm (LayerNorm by default, as in RankMixer; ``norm: rmsnorm`` as an option). Post-Norm
+keeps the state's scale fixed over depth but puts a norm on the identity path, so the gradient has no clean
+identity route at depth. The backbone's final norm after the last unit is then redundant but harmless.
+"""
+
+import torch
+from torch import nn
+
+from .. import flops_rules
+from .base import ResidualRule, keep_last_tokens
+
+POSTNORM_NORMS = ("layernorm", "rmsnorm")
+
+
+class PostNormResidual(ResidualRule):
+    """x_{u+1} = Norm_u(x_u + f_u(x_u)), one norm per unit with gain 1 (and bias 0) at init."""
+
+    def __init__(self, num_units: int, d_model: int, num_tokens: int, units_per_layer: int = 2,
+                 norm: str = "layernorm", eps: float = 1e-5):
+        super().__init__(num_units, d_model, num_tokens, units_per_layer)
+        if norm not in POSTNORM_NORMS:
+            raise ValueError(f"residual_params.norm={norm!r}; expected one of {list(POSTNORM_NORMS)}")
+        self.norm_kind = norm
+        make = (lambda: nn.LayerNorm(d_model, eps=eps)) if norm == "layernorm" else \
+            (lambda: nn.RMSNorm(d_model, eps=eps))
+        self.norms = nn.ModuleList(make() for _ in range(num_units))
+
+    def init_weights(self) -> None:
+        """Unit gains and zero biases (FuxiCTR's reset_parameters leaves norms alone; this restores them)."""
+        for norm in self.norms:
+            norm.reset_parameters()
+
+    def init(self, x0: torch.Tensor) -> torch.Tensor:
+        return x0
+
+    def unit_input(self, state: torch.Tensor, u: int) -> torch.Tensor:
+        return state
+
+    def update(self, state: torch.Tensor, u: int, out: torch.Tensor) -> torch.Tensor:
+        return self.norms[u](state + out)
+
+    def readout(self, state: torch.Tensor) -> torch.Tensor:
+        return state
+
+    def shrink(self, state: torch.Tensor, num_tokens: int) -> torch.Tensor:
+        return keep_last_tokens(state, num_tokens)
+
+    def current_tokens(self, state: torch.Tensor) -> int:
+        return state.shape[1]
+
+    def flops(self, num_tokens: int) -> int:
+        t, d = num_tokens, self.d_model
+        norm = flops_rules.layernorm(t, d) if self.norm_kind == "layernorm" else flops_rules.rmsnorm(t, d)
+        return self.num_units * (t * d + norm)                             # the add, then the norm
