@@ -7,6 +7,8 @@ embeddings, split into T tokens. PerField gives each field its own token (T = F)
 import torch
 from torch import nn
 
+from .chunk_tokenizer import ChunkTokenizer
+from .group_tokenizer import GroupTokenizer
 from .token_linear import TokenLinear
 
 
@@ -40,12 +42,13 @@ class PerFieldTokenizer(nn.Module):
         return self.proj(field_emb)
 
 
-TOKENIZERS = {"autosplit": AutoSplitTokenizer, "perfield": PerFieldTokenizer}
+TOKENIZERS = {"autosplit": AutoSplitTokenizer, "perfield": PerFieldTokenizer, "chunk": ChunkTokenizer,
+              "groups": GroupTokenizer}
 
 
 def build_tokenizer(name: str, num_fields: int, embedding_dim: int, num_tokens: int, d_model: int,
                     **options) -> nn.Module:
-    """Build a tokenizer by its config name (``tokenizer: autosplit | perfield``)."""
+    """Build a tokenizer by its config name (``tokenizer: autosplit | perfield | chunk | groups``)."""
     key = str(name).lower()
     if key not in TOKENIZERS:
         raise ValueError(f"unknown tokenizer={name!r}; expected one of {sorted(TOKENIZERS)}")

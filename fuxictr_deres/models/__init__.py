@@ -4,11 +4,13 @@ from typing import Dict, Type
 
 from .deres import DeRes
 from .onetrans import OneTrans
+from .rankmixer import RankMixer
 from .token_ctr import TokenCTR
 
 MODELS: Dict[str, type] = {
     "DeRes": DeRes,
     "OneTrans": OneTrans,
+    "RankMixer": RankMixer,
     "TokenCTR": TokenCTR,
 }
 
@@ -26,4 +28,4 @@ def get_model_class(name: str) -> type:
     return MODELS[name]
 
 
-__all__ = ["MODELS", "register_model", "get_model_class", "TokenCTR", "DeRes", "OneTrans"]
+__all__ = ["MODELS", "register_model", "get_model_class", "TokenCTR", "DeRes", "OneTrans", "RankMixer"]
