@@ -23,7 +23,7 @@ def twin(feature_map, residual, residual_params=None, **kw):
 
 def test_postnorm_is_norm_of_the_sum(feature_map):
     model, _ = twin(feature_map, "postnorm", num_layers=2)
-    x0 = torch.randn(4, model.num_tokens, model.d_model)
+    x0 = torch.randn(2, model.num_tokens, model.d_model)
     units = list(model.units)
     x = x0
     for u, unit in enumerate(units):
@@ -36,3 +36,203 @@ def test_postnorm_rmsnorm_option_and_bad_norm():
     assert isinstance(rule.norms[0], nn.RMSNorm)
     with pytest.raises(ValueError, match="norm"):
         build_residual_rule("postnorm", {"norm": "batchnorm"}, 4, 8, 3)
+
+
+# ---------------------------------------------------------------- scaled residuals (learnable, ReZero, LayerScale)
+
+def test_learnable_residual_at_init_is_exactly_prenorm(feature_map):
+    model, ref = twin(feature_map, "learnable", num_layers=3)
+    batch = toy_batch()
+    assert torch.equal(model(batch)["y_pred"], ref(batch)["y_pred"])
+
+
+@pytest.mark.parametrize("residual", ["rezero", "layerscale"])
+def test_branch_scales_at_one_are_exactly_prenorm(feature_map, residual):
+    model, ref = twin(feature_map, residual, {"init": 1.0}, num_layers=3)
+    batch = toy_batch()
+    assert torch.equal(model(batch)["y_pred"], ref(batch)["y_pred"])
+
+
+def test_scaled_residual_inits_and_shapes():
+    learnable = build_residual_rule("learnable", {}, 4, 8, 3)
+    rezero = build_residual_rule("rezero", {}, 4, 8, 3)
+    layerscale = build_residual_rule("layerscale", {"init": 1.e-3}, 4, 8, 3)
+    assert learnable.scale.shape == (4, 8) and torch.all(learnable.scale == 1)
+    assert rezero.scale.shape == (4, 1) and torch.all(rezero.scale == 0)
+    assert layerscale.scale.shape == (4, 8) and torch.allclose(layerscale.scale, torch.full((4, 8), 1e-3))
+    assert build_residual_rule("layerscale", {}, 4, 8, 3).scale[0, 0].item() == pytest.approx(1e-4)
+    x0 = torch.randn(2, 3, 8)
+    units = [nn.Linear(8, 8) for _ in range(4)]
+    assert torch.equal(rezero.run(x0, units), x0)                       # ReZero starts as the identity map
+
+
+# ---------------------------------------------------------------- DenseFormer
+
+@pytest.mark.parametrize("params", [{}, {"per_unit": True}])
+def test_denseformer_at_init_is_prenorm(feature_map, params):
+    model, ref = twin(feature_map, "denseformer", params, num_layers=3)
+    batch = toy_batch()
+    torch.testing.assert_close(model(batch)["y_pred"], ref(batch)["y_pred"], rtol=0, atol=0)
+    rule = model.rule
+    blocks = 6 if params else 3
+    assert rule.num_blocks == blocks
+    assert sum(rule.dwa_weights(i).numel() for i in range(1, blocks + 1)) == blocks * (blocks + 3) // 2
+
+
+def test_denseformer_is_the_depth_weighted_average():
+    torch.manual_seed(0)
+    rule = build_residual_rule("denseformer", {}, 5, 8, 3, units_per_layer=2)    # blocks of 2, 2, 1 units
+    with torch.no_grad():
+        rule.dwa.normal_()
+    units = [nn.Linear(8, 8) for _ in range(5)]
+    x0 = torch.randn(2, 3, 8)
+    outputs, y = [x0], x0
+    for block in ([0, 1], [2, 3], [4]):
+        x = y
+        for u in block:
+            x = x + units[u](x)
+        outputs.append(x)
+        a = rule.dwa[len(outputs) - 2, :len(outputs)]
+        y = sum(a_j * x_j for a_j, x_j in zip(a, outputs))
+    rule.trace = []
+    torch.testing.assert_close(rule.run(x0, units), y)
+    assert [e["num_sources"] for e in rule.trace] == [2, 3, 4]
+
+
+# ---------------------------------------------------------------- AttnRes (Full and Block)
+
+@pytest.mark.parametrize("residual", ["attnres_full", "attnres_block"])
+def test_attnres_zero_queries_average_uniformly(feature_map, residual):
+    model, _ = twin(feature_map, residual, num_layers=3)
+    rule = model.rule
+    assert rule.path_mode == "attn" and all(read.score_fn == "softmax" for read in rule.reads)
+    assert rule.tau == 1.0 and rule.beta == 0.0
+    rule.trace = []
+    model(toy_batch())
+    assert len(rule.trace) == 7
+    for entry in rule.trace:
+        m = entry["num_sources"]
+        torch.testing.assert_close(entry["alpha_mean"], torch.full((m,), 1.0 / m))
+        assert float(entry["alpha_std"].max()) < 1e-6
+    # the read is the plain average of the sources: for the first unit, that is X0 itself
+    x0 = torch.randn(2, model.num_tokens, model.d_model)
+    state = rule.init(x0)
+    torch.testing.assert_close(rule.unit_input(state, 0), x0)
+
+
+def test_attnres_full_sees_every_unit_and_block_clamps():
+    full = build_residual_rule("attnres_full", {}, 6, 8, 3)
+    assert full.block_units == 1 and full.sources_per_read() == list(range(1, 8))
+    block = build_residual_rule("attnres_block", {}, 6, 8, 3)            # 8 blocks > 6 units: Full AttnRes
+    assert block.block_units == 1
+    block = build_residual_rule("attnres_block", {"num_blocks": 2}, 8, 8, 3)
+    assert block.block_units == 4 and block.sources_per_read() == [1, 2, 2, 2, 2, 3, 3, 3, 3]
+
+
+def test_attnres_block_with_one_block_per_unit_equals_full_exactly(feature_map):
+    num_layers = 3
+    full = build_model(TokenCTR, feature_map, num_layers=num_layers, residual="attnres_full").eval()
+    block = build_model(TokenCTR, feature_map, num_layers=num_layers, residual="attnres_block",
+                        residual_params={"num_blocks": 2 * num_layers}).eval()
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for read in full.rule.reads:
+            read.query.normal_()
+            read.key_gain.uniform_(0.5, 1.5)
+    block.load_state_dict(full.state_dict())
+    batch = toy_batch()
+    assert torch.equal(full(batch)["y_pred"], block(batch)["y_pred"])
+
+
+# ---------------------------------------------------------------- every rule: init, shrinking T, depth
+
+#: every rule of this file with options that exercise its non-default paths
+RULE_CASES = [
+    ("postnorm", {}), ("postnorm", {"norm": "rmsnorm"}),
+    ("learnable", {}), ("rezero", {}), ("layerscale", {}),
+    ("denseformer", {}), ("denseformer", {"per_unit": True}),
+    ("attnres_full", {}), ("attnres_block", {"num_blocks": 2}), ("attnres_block", {"per_token_query": True}),
+]
+CASE_IDS = [f"{name}-{'-'.join(f'{k}={v}' for k, v in params.items()) or 'default'}" for name, params in RULE_CASES]
+
+
+@pytest.mark.parametrize("residual,params", RULE_CASES, ids=CASE_IDS)
+def test_special_initialisations_survive_reset_parameters(feature_map, residual, params):
+    model = build_model(TokenCTR, feature_map, residual=residual, residual_params=params)
+    initial = {k: v.clone() for k, v in model.rule.state_dict().items()}
+    with torch.no_grad():
+        for p in model.rule.parameters():
+            p.normal_()
+    model.reset_parameters()
+    for key, value in model.rule.state_dict().items():
+        assert torch.equal(value, initial[key]), key
+
+
+class DropFirstToken(nn.Module):
+    """A pyramid-style unit: a token-wise map that returns only its input's last T - 1 tokens."""
+
+    def __init__(self, d):
+        super().__init__()
+        self.norm, self.linear = nn.RMSNorm(d), nn.Linear(d, d)
+
+    def forward(self, h):
+        return self.linear(self.norm(h))[:, 1:]
+
+
+class KeepTokens(DropFirstToken):
+    def forward(self, h):
+        return self.linear(self.norm(h))
+
+
+@pytest.mark.parametrize("residual,params", RULE_CASES, ids=CASE_IDS)
+def test_rule_runs_on_a_shrinking_token_count(residual, params):
+    torch.manual_seed(0)
+    num_tokens, d = 6, 8
+    units = [KeepTokens(d), DropFirstToken(d), KeepTokens(d), DropFirstToken(d), DropFirstToken(d)]
+    rule = build_residual_rule(residual, params, len(units), d, num_tokens)
+    with torch.no_grad():                                   # move off the init so every parameter matters
+        for p in rule.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    x0 = torch.randn(3, num_tokens, d, requires_grad=True)
+    out = rule.run(x0, units)
+    assert out.shape == (3, num_tokens - 3, d)
+    out.square().sum().backward()
+    assert torch.isfinite(out).all() and torch.isfinite(x0.grad).all()
+    # the pyramid keeps the LAST tokens: the first three tokens of X0 cannot influence the output
+    assert torch.count_nonzero(x0.grad[:, :3]) == 0
+    for name, p in rule.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+@pytest.fixture(scope="module")
+def deep_units(tmp_path_factory):
+    from conftest import toy_feature_map
+    model = build_model(OneTrans, toy_feature_map(str(tmp_path_factory.mktemp("fm"))), num_layers=8)
+    return model
+
+
+#: one case per rule (the depth test is the slow one)
+DEPTH_CASES = [case for i, case in enumerate(RULE_CASES) if case[0] not in [c[0] for c in RULE_CASES[:i]]]
+
+
+@pytest.mark.parametrize("residual,params", DEPTH_CASES, ids=[c[0] for c in DEPTH_CASES])
+def test_rule_has_finite_gradients_at_depth_1_to_8(deep_units, residual, params):
+    model = deep_units
+    for num_layers in range(1, 9):
+        units = list(model.units)[:2 * num_layers]
+        rule = build_residual_rule(residual, params, len(units), model.d_model, model.num_tokens)
+        model.zero_grad()
+        x0 = torch.randn(2, model.num_tokens, model.d_model)
+        out = model.final_norm(rule.run(x0, units))
+        assert out.shape == x0.shape and torch.isfinite(out).all(), num_layers
+        out.sum().backward()
+        for name, p in list(rule.named_parameters()) + list(model.units.named_parameters()):
+            assert p.grad is None or torch.isfinite(p.grad).all(), (num_layers, name)
+
+
+@pytest.mark.parametrize("residual,params", RULE_CASES, ids=CASE_IDS)
+def test_rule_counts_its_flops(residual, params):
+    rule = build_residual_rule(residual, params, 8, 64, 16)
+    prenorm = build_residual_rule("prenorm", {}, 8, 64, 16)
+    assert isinstance(rule.flops(16), int) and rule.flops(16) >= prenorm.flops(16) > 0
+    assert rule.flops(8) < rule.flops(16)

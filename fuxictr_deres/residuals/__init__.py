@@ -50,3 +50,15 @@ from .postnorm import PostNormResidual  # noqa: E402
 
 register_residual_rule("postnorm", PostNormResidual)
 __all__ += ["PostNormResidual"]
+from .scaled_residual import LayerScaleResidual, LearnableResidual, ReZeroResidual, ScaledResidual  # noqa: E402
+from .denseformer import DenseFormerResidual  # noqa: E402
+from .attnres import AttnResBlockResidual, AttnResFullResidual  # noqa: E402
+
+register_residual_rule("learnable", LearnableResidual)
+register_residual_rule("rezero", ReZeroResidual)
+register_residual_rule("layerscale", LayerScaleResidual)
+register_residual_rule("denseformer", DenseFormerResidual)
+register_residual_rule("attnres_full", AttnResFullResidual)
+register_residual_rule("attnres_block", AttnResBlockResidual)
+__all__ += ["ScaledResidual", "LearnableResidual", "ReZeroResidual", "LayerScaleResidual", "DenseFormerResidual",
+            "AttnResFullResidual", "AttnResBlockResidual"]
