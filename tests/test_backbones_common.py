@@ -14,6 +14,9 @@ CASES = [
     ("RankMixer", {}),
     ("RankMixer", {"granularity": "sublayer"}),
     ("RankMixer", {"residual": "deres"}),
+    ("TokenMixerLarge", {}),
+    ("TokenMixerLarge", {"mix_heads": 8, "inter_residual_every": 3, "num_layers": 4}),
+    ("TokenMixerLarge", {"residual": "deres", "aux_loss_weight": 0.0}),
 ]
 
 

@@ -6,12 +6,14 @@ from .deres import DeRes
 from .onetrans import OneTrans
 from .rankmixer import RankMixer
 from .token_ctr import TokenCTR
+from .tokenmixer_large import TokenMixerLarge
 
 MODELS: Dict[str, type] = {
     "DeRes": DeRes,
     "OneTrans": OneTrans,
     "RankMixer": RankMixer,
     "TokenCTR": TokenCTR,
+    "TokenMixerLarge": TokenMixerLarge,
 }
 
 
@@ -28,4 +30,4 @@ def get_model_class(name: str) -> type:
     return MODELS[name]
 
 
-__all__ = ["MODELS", "register_model", "get_model_class", "TokenCTR", "DeRes", "OneTrans", "RankMixer"]
+__all__ = ["MODELS", "register_model", "get_model_class", "TokenCTR", "DeRes", "OneTrans", "RankMixer", "TokenMixerLarge"]
