@@ -17,6 +17,8 @@ CASES = [
     ("TokenMixerLarge", {}),
     ("TokenMixerLarge", {"mix_heads": 8, "inter_residual_every": 3, "num_layers": 4}),
     ("TokenMixerLarge", {"residual": "deres", "aux_loss_weight": 0.0}),
+    ("DCNv2", {"parallel_dnn_hidden_units": [16, 16]}),
+    ("FinalMLP", {"mlp1_hidden_units": [16, 16], "mlp2_hidden_units": [16], "fs_hidden_units": [8]}),
 ]
 
 

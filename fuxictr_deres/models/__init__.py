@@ -3,13 +3,16 @@
 from typing import Dict, Type
 
 from .deres import DeRes
+from .fuxictr_models import DCNv2, FinalMLP
 from .onetrans import OneTrans
 from .rankmixer import RankMixer
 from .token_ctr import TokenCTR
 from .tokenmixer_large import TokenMixerLarge
 
 MODELS: Dict[str, type] = {
+    "DCNv2": DCNv2,
     "DeRes": DeRes,
+    "FinalMLP": FinalMLP,
     "OneTrans": OneTrans,
     "RankMixer": RankMixer,
     "TokenCTR": TokenCTR,
@@ -30,4 +33,5 @@ def get_model_class(name: str) -> type:
     return MODELS[name]
 
 
-__all__ = ["MODELS", "register_model", "get_model_class", "TokenCTR", "DeRes", "OneTrans", "RankMixer", "TokenMixerLarge"]
+__all__ = ["MODELS", "register_model", "get_model_class", "TokenCTR", "DeRes", "OneTrans", "RankMixer",
+           "TokenMixerLarge", "DCNv2", "FinalMLP"]

@@ -105,6 +105,7 @@ class RankMixer(TokenCTR):
         if granularity == "sublayer":
             units = []
             for _ in range(num_layers):
-                units += [TokenMixingUnit(num_tokens, d_model), PerTokenFFN(num_tokens, d_model, ffn_ratio, net_dropout)]
+                units += [TokenMixingUnit(num_tokens, d_model),
+                          PerTokenFFN(num_tokens, d_model, ffn_ratio, net_dropout)]
             return units, 2, num_tokens
         return [RankMixerBlock(num_tokens, d_model, ffn_ratio, net_dropout) for _ in range(num_layers)], 1, num_tokens
