@@ -19,6 +19,8 @@ CASES = [
     ("TokenMixerLarge", {"residual": "deres", "aux_loss_weight": 0.0}),
     ("DCNv2", {"parallel_dnn_hidden_units": [16, 16]}),
     ("FinalMLP", {"mlp1_hidden_units": [16, 16], "mlp2_hidden_units": [16], "fs_hidden_units": [8]}),
+    ("WuKong", {"fmb_tokens": 4, "lcb_tokens": 4, "fm_rank": 3, "fmb_hidden_units": [16]}),
+    ("WuKong", {"fmb_tokens": 3, "lcb_tokens": 2, "num_layers": 3}),
 ]
 
 
@@ -50,8 +52,11 @@ def test_shapes_finite_gradients_and_flops(feature_map, case):
         assert p.grad is not None, f"{n} gets no gradient"
         assert torch.isfinite(p.grad).all(), f"{n} has a non-finite gradient"
     if hasattr(model, "units"):
-        counts = [unit.flops(model.num_tokens) for unit in model.units]
-        assert all(isinstance(c, int) for c in counts) and sum(counts) > 0
+        tokens = model.unit_token_counts() if hasattr(model, "unit_token_counts") else \
+            [model.num_tokens] * len(model.units)
+        counts = [unit.flops(t) for unit, t in zip(model.units, tokens)]
+        assert all(isinstance(c, int) and c >= 0 for c in counts) and sum(counts) > 0
+    if hasattr(model, "rule"):
         assert model.rule.flops(model.num_tokens) >= 0
     before = {n: p.detach().clone() for n, p in trained}
     model._max_gradient_norm = 10.0

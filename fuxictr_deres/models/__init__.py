@@ -8,6 +8,7 @@ from .onetrans import OneTrans
 from .rankmixer import RankMixer
 from .token_ctr import TokenCTR
 from .tokenmixer_large import TokenMixerLarge
+from .wukong import WuKong
 
 MODELS: Dict[str, type] = {
     "DCNv2": DCNv2,
@@ -17,6 +18,7 @@ MODELS: Dict[str, type] = {
     "RankMixer": RankMixer,
     "TokenCTR": TokenCTR,
     "TokenMixerLarge": TokenMixerLarge,
+    "WuKong": WuKong,
 }
 
 
@@ -34,4 +36,4 @@ def get_model_class(name: str) -> type:
 
 
 __all__ = ["MODELS", "register_model", "get_model_class", "TokenCTR", "DeRes", "OneTrans", "RankMixer",
-           "TokenMixerLarge", "DCNv2", "FinalMLP"]
+           "TokenMixerLarge", "DCNv2", "FinalMLP", "WuKong"]
