@@ -19,6 +19,18 @@ from ..layers import Readout, TokenAttention, TokenFFN, build_tokenizer
 from ..residuals import build_residual_rule
 
 
+def pyramid_token_counts(pyramid_tokens: Optional[List[int]], num_tokens: int, num_layers: int) -> List[int]:
+    """Tokens kept by each layer: ``pyramid_tokens`` checked (L non-increasing counts in 1..T), or T throughout."""
+    if pyramid_tokens is None:
+        return [num_tokens] * num_layers
+    sizes = list(pyramid_tokens)
+    if (len(sizes) != num_layers or any(not isinstance(n, int) or n < 1 for n in sizes)
+            or any(a < b for a, b in zip([num_tokens] + sizes, sizes))):
+        raise ValueError(f"pyramid_tokens={pyramid_tokens}: expected num_layers={num_layers} non-increasing "
+                         f"token counts between 1 and num_tokens={num_tokens}")
+    return sizes
+
+
 class TokenCTR(BaseModel):
     """FuxiCTR model over tokens: a Pre-Norm Transformer backbone (attention and FFN are separate units) whose
     residual connections are a swappable rule (``residual: prenorm | deres | ...``)."""
@@ -63,8 +75,8 @@ class TokenCTR(BaseModel):
         self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim,
                                                 embedding_initializer=embedding_initializer)
         num_fields = feature_map.get_num_fields()
-        self.tokenizer = build_tokenizer(tokenizer, num_fields, embedding_dim, num_tokens, d_model,
-                                         **(tokenizer_params or {}))
+        self.tokenizer = self.build_tokenizer(tokenizer, num_fields, embedding_dim, num_tokens, d_model,
+                                              tokenizer_params or {}, **kwargs)
         units, units_per_layer, final_tokens = self.build_units(
             num_tokens=num_tokens, d_model=d_model, num_layers=num_layers, num_heads=num_heads,
             ffn_ratio=ffn_ratio, ffn_activation=ffn_activation, token_specific=token_specific, causal=causal,
@@ -80,15 +92,28 @@ class TokenCTR(BaseModel):
         self.reset_parameters()
         self.model_to_device()
 
+    def build_tokenizer(self, name: str, num_fields: int, embedding_dim: int, num_tokens: int, d_model: int,
+                        options: dict, **kwargs) -> nn.Module:
+        """The tokenizer e (B, F, E) -> X0 (B, T, d); subclasses may wrap it (HiFormer's task token)."""
+        return build_tokenizer(name, num_fields, embedding_dim, num_tokens, d_model, **options)
+
     def build_units(self, num_tokens: int, d_model: int, num_layers: int, num_heads: int, ffn_ratio: float,
                     ffn_activation: str, token_specific: bool, causal: bool, attention_dropout: float,
-                    net_dropout: float, **kwargs) -> Tuple[List[nn.Module], int, int]:
-        """Return (units, units per layer, token count after the last unit). Here: L x (attention, FFN)."""
-        units = []
-        for _ in range(num_layers):
-            units.append(TokenAttention(num_tokens, d_model, num_heads, token_specific, causal, attention_dropout))
-            units.append(TokenFFN(num_tokens, d_model, ffn_ratio, token_specific, ffn_activation, net_dropout))
-        return units, 2, num_tokens
+                    net_dropout: float, pyramid_tokens: Optional[List[int]] = None,
+                    **kwargs) -> Tuple[List[nn.Module], int, int]:
+        """Return (units, units per layer, token count after the last unit). Here: L x (attention, FFN).
+
+        ``pyramid_tokens: [T_1, ..., T_L]`` (OneTrans' pyramid): layer l keeps only its last T_l queries, so its
+        FFN and every later layer run on T_l tokens; the residual rule is told through ``shrink``.
+        """
+        sizes = pyramid_token_counts(pyramid_tokens, num_tokens, num_layers)
+        units, tokens = [], num_tokens
+        for keep in sizes:
+            units.append(TokenAttention(tokens, d_model, num_heads, token_specific, causal, attention_dropout,
+                                        num_queries=keep))
+            units.append(TokenFFN(keep, d_model, ffn_ratio, token_specific, ffn_activation, net_dropout))
+            tokens = keep
+        return units, 2, tokens
 
     def backbone(self, inputs: dict) -> torch.Tensor:
         """Final token states X_L (B, T_L, d) before the final norm."""
