@@ -144,6 +144,104 @@ def test_attnres_block_with_one_block_per_unit_equals_full_exactly(feature_map):
     assert torch.equal(full(batch)["y_pred"], block(batch)["y_pred"])
 
 
+# ---------------------------------------------------------------- Hyper-Connections and mHC
+
+UNIT_SCALE = "partial(nn.init.normal_, std=1.0)"   # the final norm's eps / mean(x^2) stays far below tolerance
+
+
+@pytest.mark.parametrize("residual,params", [("hc", {}), ("hc", {"dynamic": True}), ("hc", {"num_streams": 2}),
+                                             ("mhc", {}), ("mhc", {"dynamic": False}), ("mhc", {"num_streams": 3})])
+def test_stream_rules_at_init_equal_prenorm(feature_map, residual, params):
+    model, ref = twin(feature_map, residual, params, num_layers=3, embedding_initializer=UNIT_SCALE)
+    batch = toy_batch()
+    torch.testing.assert_close(model(batch)["y_pred"], ref(batch)["y_pred"], rtol=1e-5, atol=1e-6)
+    # every stream carries the Pre-Norm state: the (unnormalised) output is n times the Pre-Norm state
+    x0 = torch.randn(2, model.num_tokens, model.d_model)
+    n = model.rule.num_streams
+    torch.testing.assert_close(model.rule.run(x0, list(model.units)), n * ref.rule.run(x0, list(ref.units)),
+                               rtol=1e-5, atol=1e-4)
+
+
+def test_hc_initial_maps_and_trace():
+    rule = build_residual_rule("hc", {"dynamic": True}, 6, 8, 3)
+    rule.trace = []
+    rule.run(torch.randn(2, 3, 8), [nn.Linear(8, 8) for _ in range(6)])
+    assert len(rule.trace) == 6
+    for u, entry in enumerate(rule.trace):
+        torch.testing.assert_close(entry["A_m"], torch.eye(4)[u % 4])
+        torch.testing.assert_close(entry["A_r"], torch.eye(4))
+        torch.testing.assert_close(entry["B"], torch.ones(4))
+    assert torch.all(rule.alpha_scale == 0.01) and torch.all(rule.beta_scale == 0.01)
+    assert torch.count_nonzero(rule.dynamic_alpha) == 0 and torch.count_nonzero(rule.dynamic_beta) == 0
+
+
+def test_hc_dynamic_weights_learn_from_the_first_step():
+    torch.manual_seed(0)
+    rule = build_residual_rule("hc", {"dynamic": True}, 4, 8, 3)
+    out = rule.run(torch.randn(2, 3, 8), [nn.Linear(8, 8) for _ in range(4)])
+    out.square().sum().backward()
+    assert rule.dynamic_alpha.grad.abs().sum() > 0 and rule.dynamic_beta.grad.abs().sum() > 0
+
+
+def test_mhc_initial_maps_and_trace():
+    rule = build_residual_rule("mhc", {}, 4, 8, 3)
+    assert rule.phi.shape == (4, 4 * 8, 4 * 4 + 2 * 4) and torch.count_nonzero(rule.phi) == 0
+    assert torch.all(rule.scales == 0.01)
+    assert torch.all(rule.b_res.diagonal(dim1=-2, dim2=-1) == 0)
+    assert torch.all(rule.b_res[:, 0, 1:] == -8) and torch.all(rule.b_post == 0)
+    rule.trace = []
+    rule.run(torch.randn(2, 3, 8), [nn.Linear(8, 8) for _ in range(4)])
+    for entry in rule.trace:
+        torch.testing.assert_close(entry["H_pre"], torch.full((4,), 0.25))
+        torch.testing.assert_close(entry["H_post"], torch.ones(4))
+        assert torch.all(entry["H_res"].diagonal() > 0.998)
+    with pytest.raises(ValueError, match="at least 2 streams"):
+        build_residual_rule("mhc", {"num_streams": 1}, 4, 8, 3)
+
+
+def test_mhc_maps_respect_their_manifolds_off_init():
+    torch.manual_seed(0)
+    rule = build_residual_rule("mhc", {}, 4, 8, 3)
+    with torch.no_grad():
+        rule.phi.normal_()
+        rule.scales.uniform_(0.005, 0.02)
+        rule.b_pre.normal_()
+        rule.b_post.normal_()
+        rule.b_res.add_(0.1 * torch.randn_like(rule.b_res))
+    pre, res, post = rule.maps(torch.randn(5, 3, 4, 8) * 10, 1)
+    assert torch.all(pre >= 0) and torch.all(pre <= 1)
+    assert torch.all(post >= 0) and torch.all(post <= 2)
+    assert torch.all(res >= 0)
+    # the last Sinkhorn step normalises columns: the sum over streams is preserved exactly
+    torch.testing.assert_close(res.sum(-2), torch.ones(5, 3, 4), atol=1e-5, rtol=0)
+    torch.testing.assert_close(res.sum(-1), torch.ones(5, 3, 4), atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("n", [2, 4, 8])
+def test_sinkhorn_is_doubly_stochastic_at_20_iterations(n):
+    from fuxictr_deres.residuals.sinkhorn_knopp import sinkhorn_knopp
+    torch.manual_seed(n)
+    logits = torch.randn(256, n, n) * 0.5
+    logits[0] = 0.0                                                    # uniform
+    logits[1] = torch.full((n, n), -8.0).fill_diagonal_(0.0)           # mHC's H_res at init
+    m = sinkhorn_knopp(logits, iters=20)
+    assert torch.all(m >= 0)
+    assert (m.sum(-1) - 1).abs().max() < 1e-3 and (m.sum(-2) - 1).abs().max() < 1e-3
+    torch.testing.assert_close(m[0], torch.full((n, n), 1.0 / n))
+    # one iteration is not enough for general logits: the iterations matter
+    assert (sinkhorn_knopp(torch.randn(256, n, n) * 2, iters=1).sum(-1) - 1).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="square"):
+        sinkhorn_knopp(torch.zeros(3, 4))
+
+
+def test_sinkhorn_large_logits_do_not_overflow():
+    from fuxictr_deres.residuals.sinkhorn_knopp import sinkhorn_knopp
+    torch.manual_seed(0)
+    m = sinkhorn_knopp(torch.randn(64, 4, 4) * 1000, iters=20)
+    assert torch.isfinite(m).all()
+    torch.testing.assert_close(m.sum(-2), torch.ones(64, 4), atol=1e-5, rtol=0)
+
+
 # ---------------------------------------------------------------- every rule: init, shrinking T, depth
 
 #: every rule of this file with options that exercise its non-default paths
@@ -152,6 +250,7 @@ RULE_CASES = [
     ("learnable", {}), ("rezero", {}), ("layerscale", {}),
     ("denseformer", {}), ("denseformer", {"per_unit": True}),
     ("attnres_full", {}), ("attnres_block", {"num_blocks": 2}), ("attnres_block", {"per_token_query": True}),
+    ("hc", {}), ("hc", {"dynamic": True}), ("mhc", {}), ("mhc", {"dynamic": False}),
 ]
 CASE_IDS = [f"{name}-{'-'.join(f'{k}={v}' for k, v in params.items()) or 'default'}" for name, params in RULE_CASES]
 

@@ -62,3 +62,11 @@ register_residual_rule("attnres_full", AttnResFullResidual)
 register_residual_rule("attnres_block", AttnResBlockResidual)
 __all__ += ["ScaledResidual", "LearnableResidual", "ReZeroResidual", "LayerScaleResidual", "DenseFormerResidual",
             "AttnResFullResidual", "AttnResBlockResidual"]
+from .hyper_connections import HyperConnectionsResidual  # noqa: E402
+
+register_residual_rule("hc", HyperConnectionsResidual)
+__all__ += ["HyperConnectionsResidual"]
+from .mhc import MHCResidual  # noqa: E402
+
+register_residual_rule("mhc", MHCResidual)
+__all__ += ["MHCResidual"]
