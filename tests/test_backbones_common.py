@@ -21,6 +21,9 @@ CASES = [
     ("FinalMLP", {"mlp1_hidden_units": [16, 16], "mlp2_hidden_units": [16], "fs_hidden_units": [8]}),
     ("WuKong", {"fmb_tokens": 4, "lcb_tokens": 4, "fm_rank": 3, "fmb_hidden_units": [16]}),
     ("WuKong", {"fmb_tokens": 3, "lcb_tokens": 2, "num_layers": 3}),
+    ("HiFormer", {}),
+    ("HiFormer", {"composite_rank": 4, "task_token": True}),
+    ("HiFormer", {"task_token": True, "residual": "deres"}),
 ]
 
 

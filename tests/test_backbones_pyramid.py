@@ -31,11 +31,10 @@ def test_pyramid_keeps_the_last_tokens(feature_map):
     full = build_model(OneTrans, feature_map, num_layers=1).eval()
     pyr = build_model(OneTrans, feature_map, num_layers=1, pyramid_tokens=[2]).eval()
     state = full.state_dict()
-    state["units.0.out.weight"], state["units.0.out.bias"] = state["units.0.out.weight"][-2:], \
-        state["units.0.out.bias"][-2:]
-    state["units.1.up.weight"], state["units.1.up.bias"] = state["units.1.up.weight"][-2:], state["units.1.up.bias"][-2:]
-    state["units.1.down.weight"], state["units.1.down.bias"] = state["units.1.down.weight"][-2:], \
-        state["units.1.down.bias"][-2:]
+    for key in ("units.0.out.weight", "units.0.out.bias"):
+        state[key] = state[key][-2:]
+    for key in ("units.1.up.weight", "units.1.up.bias", "units.1.down.weight", "units.1.down.bias"):
+        state[key] = state[key][-2:]
     pyr.load_state_dict(state)
     batch = toy_batch(4)
     torch.testing.assert_close(pyr.backbone(batch), full.backbone(batch)[:, -2:])

@@ -4,6 +4,7 @@ from typing import Dict, Type
 
 from .deres import DeRes
 from .fuxictr_models import DCNv2, FinalMLP
+from .hiformer import HiFormer
 from .onetrans import OneTrans
 from .rankmixer import RankMixer
 from .token_ctr import TokenCTR
@@ -14,6 +15,7 @@ MODELS: Dict[str, type] = {
     "DCNv2": DCNv2,
     "DeRes": DeRes,
     "FinalMLP": FinalMLP,
+    "HiFormer": HiFormer,
     "OneTrans": OneTrans,
     "RankMixer": RankMixer,
     "TokenCTR": TokenCTR,
@@ -36,4 +38,4 @@ def get_model_class(name: str) -> type:
 
 
 __all__ = ["MODELS", "register_model", "get_model_class", "TokenCTR", "DeRes", "OneTrans", "RankMixer",
-           "TokenMixerLarge", "DCNv2", "FinalMLP", "WuKong"]
+           "TokenMixerLarge", "DCNv2", "FinalMLP", "WuKong", "HiFormer"]
