@@ -67,14 +67,13 @@ def test_num_blocks_equal_units_reproduces_full_attnres(feature_map):
     model = build_model(DeRes, feature_map, num_layers=num_layers, residual_params={
         "path_mode": "attn", "score_fn": "softmax", "tau": 1.0, "beta": 0.0, "num_blocks": 2 * num_layers}).eval()
     torch.manual_seed(1)
+    reads = model.rule.reads
     with torch.no_grad():
-        for read in model.rule.reads:
-            read.query.normal_()
-            read.key_gain.uniform_(0.5, 1.5)
+        reads.query.normal_()
+        reads.key_gain.uniform_(0.5, 1.5)
     x0 = torch.randn(8, model.num_tokens, model.d_model)
     got = model.rule.run(x0, list(model.units))
-    expected = full_attnres_reference(x0, list(model.units), [r.query for r in model.rule.reads],
-                                      [r.key_gain for r in model.rule.reads])
+    expected = full_attnres_reference(x0, list(model.units), reads.query, reads.key_gain)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
@@ -102,10 +101,9 @@ def test_special_initialisations_survive_reset_parameters(feature_map, params):
             p.normal_()
     model.reset_parameters()
     rule = model.rule
-    for read in rule.reads:
-        assert torch.count_nonzero(read.query) == 0
-        assert torch.all(read.key_gain == 1)
-        assert read.beta.item() == pytest.approx(rule.beta)
+    assert torch.count_nonzero(rule.reads.query) == 0
+    assert torch.all(rule.reads.key_gain == 1)
+    torch.testing.assert_close(rule.reads.beta, torch.full_like(rule.reads.beta, rule.beta))
     for gate in getattr(rule, "gates", []):
         assert torch.count_nonzero(gate.theta) == 0
         if gate.mode == "dynamic_lowrank":
@@ -119,8 +117,9 @@ def test_query_gradient_is_nonzero_at_init(feature_map):
     model.train()
     out = model(toy_batch())["y_pred"]
     F.binary_cross_entropy(out, toy_batch()["label"].view(-1, 1)).backward()
-    for r, read in enumerate(model.rule.reads):
-        assert read.query.grad is not None and read.query.grad.abs().sum() > 0, f"read {r}"
+    grad = model.rule.reads.query.grad
+    assert grad is not None
+    assert all(grad[r].abs().sum() > 0 for r in range(grad.shape[0]))
 
 
 @pytest.mark.parametrize("num_layers", [1, 2, 3, 5, 8, 16])

@@ -1,17 +1,22 @@
-"""Attention over depth: one unit's read of the stored block summaries (Attention Residuals, arXiv 2603.15031;
-Pointwise AttnRes of DeRes, arXiv 2606.07980).
+"""Attention over depth: the reads of one rule over stored block summaries (Attention Residuals,
+arXiv 2603.15031; Pointwise AttnRes of DeRes, arXiv 2606.07980).
 
-    z_j   = tau * <w, RMSNorm(s_j)> + beta          keys are RMS-normalised sources, values the raw sources
-    alpha = SiLU(z) | sigmoid(z) | softmax_j(z)     SiLU/sigmoid: no normalisation across sources
+Read r over sources s_1..s_M:
+
+    z_j   = tau * <w_r, RMSNorm_r(s_j)> + beta_r      keys are RMS-normalised sources, values the raw sources
+    alpha = SiLU(z) | sigmoid(z) | softmax_j(z)       SiLU/sigmoid: no normalisation across sources
     a     = sum_j alpha_j s_j
 
-The RMSNorm gain is folded into the query (<w, g * s / rms(s)> = <w * g, s> / rms(s)), and each closed block's
-1/rms is computed once when the block closes, so a read costs two einsums over the stacked sources and never
-materialises normalised keys. The math runs in float32 even under autocast.
+Three choices keep this cheap on memory-bound hardware (it is ~3% of the FLOPs but touches every stored block):
+- the RMSNorm gain folds into the query: <w, g * s / rms(s)> = <w * g, s> / rms(s), so keys are never built;
+- a block is scored for every later read at once, when it closes: one (B*T, d) @ (d, R') GEMM, instead of one
+  pass over all stored blocks per read;
+- blocks are stored as (B, T, M, d), so the weighted sum is one batched matmul with no layout copy.
+The math runs in float32 even under autocast.
 """
 
-from dataclasses import dataclass
-from typing import Optional, Tuple
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -30,62 +35,84 @@ def inverse_rms(x: torch.Tensor, eps: float) -> torch.Tensor:
 
 @dataclass
 class DepthSources:
-    """The sources a read attends over: closed block summaries (M, B, T, d) and the running partial sum."""
+    """What a read attends over: closed blocks (B, T, M, d) with their precomputed scores, and the running
+    partial sum of the current block."""
 
-    closed: torch.Tensor                   # (M, B, T, d), b_0 = X0 first
-    closed_inv_rms: torch.Tensor           # (M, B, T)
-    partial: Optional[torch.Tensor] = None  # (B, T, d) or None when the current block is empty
+    closed: torch.Tensor                                            # (B, T, M, d), b_0 = X0 first
+    scores: List[Tuple[int, torch.Tensor]] = field(default_factory=list)  # per block: (first read, (B, T, R'))
+    partial: Optional[torch.Tensor] = None                          # (B, T, d) or None when the block is empty
 
     @property
     def count(self) -> int:
-        return self.closed.shape[0] + (self.partial is not None)
+        return self.closed.shape[2] + (self.partial is not None)
+
+    def closed_scores(self, r: int) -> torch.Tensor:
+        """(B, T, M) scores of the closed blocks for read r."""
+        return torch.stack([z[..., r - first] for first, z in self.scores], dim=-1)
+
+    def keep_last_tokens(self, n: int) -> "DepthSources":
+        t = self.closed.shape[1]
+        return DepthSources(self.closed[:, t - n:], [(f, z[:, t - n:]) for f, z in self.scores],
+                            None if self.partial is None else self.partial[:, t - n:])
 
 
 class BlockAttentionRead(nn.Module):
-    """One read over depth with its own pseudo-query w (d or T x d), scalar bias beta and key-norm gain."""
+    """All R reads of one rule: per read a pseudo-query w_r (d, or T x d), a scalar bias beta_r and a key-norm
+    gain, stored stacked as (R, d), (R,) and (R, d)."""
 
-    def __init__(self, d_model: int, num_tokens: int, score_fn: str = "silu", tau: float = 1.0,
+    def __init__(self, num_reads: int, d_model: int, num_tokens: int, score_fn: str = "silu", tau: float = 1.0,
                  beta: float = 0.0, per_token_query: bool = False, eps: float = 1e-6):
         super().__init__()
         if score_fn not in SCORE_FNS:
             raise ValueError(f"unknown score_fn={score_fn!r}; expected one of {list(SCORE_FNS)}")
         self.score_fn, self.tau, self.beta_init, self.eps = score_fn, float(tau), float(beta), eps
-        self.query = nn.Parameter(torch.zeros((num_tokens, d_model) if per_token_query else (d_model,)))
-        self.beta = nn.Parameter(torch.zeros(()))
-        self.key_gain = nn.Parameter(torch.ones(d_model))
+        shape = (num_reads, num_tokens, d_model) if per_token_query else (num_reads, d_model)
+        self.query = nn.Parameter(torch.zeros(shape))
+        self.beta = nn.Parameter(torch.zeros(num_reads))
+        self.key_gain = nn.Parameter(torch.ones(num_reads, d_model))
         self.init_weights()
 
     def init_weights(self) -> None:
-        """Zero pseudo-query (uniform/zero scores at step 0), beta at its configured start, unit key gain."""
+        """Zero pseudo-queries (zero SiLU / uniform softmax weights at step 0), beta at its start, unit gains."""
         with torch.no_grad():
             self.query.zero_()
             self.beta.fill_(self.beta_init)
             self.key_gain.fill_(1.0)
 
-    def forward(self, sources: DepthSources) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Return the read a (B, T, d) and the depth weights alpha (M, B, T)."""
-        closed = sources.closed
+    def _queries(self, first: int, last: int, num_tokens: int) -> torch.Tensor:
+        if self.query.dim() == 3:
+            q = self.query[first:last] * self.key_gain[first:last, None, :]
+            return q[:, q.shape[1] - num_tokens:]                        # pyramid: the surviving tokens
+        return self.query[first:last] * self.key_gain[first:last]
+
+    def _score(self, x: torch.Tensor, inv_rms: torch.Tensor, first: int, last: int) -> torch.Tensor:
+        """tau * <w_r * g_r, x> / rms(x) + beta_r for reads first..last-1: (B, T, last - first)."""
+        q = self._queries(first, last, x.shape[1]).float()
+        dots = torch.einsum("btd,rtd->btr", x, q) if q.dim() == 3 else x @ q.t()
+        return self.tau * dots * inv_rms.unsqueeze(-1) + self.beta[first:last]
+
+    def score_block(self, block: torch.Tensor, first_read: int) -> Tuple[int, torch.Tensor]:
+        """Scores of a newly closed block for every read from ``first_read`` on."""
+        with torch.autocast(device_type=block.device.type, enabled=False):
+            block = block.float()
+            return first_read, self._score(block, inverse_rms(block, self.eps), first_read, self.beta.shape[0])
+
+    def forward(self, r: int, sources: DepthSources) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Read r: the weighted sum a (B, T, d) and the depth weights alpha (B, T, M)."""
+        closed, partial = sources.closed, sources.partial
         with torch.autocast(device_type=closed.device.type, enabled=False):
-            q = self.query.float() * self.key_gain.float()
-            if q.dim() == 2:
-                q = q[q.shape[0] - closed.shape[2]:]          # pyramid: the surviving tokens' queries
-                spec_closed, spec_one = "mbtd,td->mbt", "btd,td->bt"
-            else:
-                spec_closed, spec_one = "mbtd,d->mbt", "btd,d->bt"
-            z = torch.einsum(spec_closed, closed.float(), q) * sources.closed_inv_rms
-            partial = sources.partial
+            z = sources.closed_scores(r)
             if partial is not None:
-                z_p = torch.einsum(spec_one, partial.float(), q) * inverse_rms(partial, self.eps)
-                z = torch.cat([z, z_p.unsqueeze(0)], dim=0)
-            z = self.tau * z + self.beta
+                p = partial.float()
+                z = torch.cat([z, self._score(p, inverse_rms(p, self.eps), r, r + 1)], dim=-1)
             if self.score_fn == "silu":
                 alpha = F.silu(z)
             elif self.score_fn == "sigmoid":
                 alpha = torch.sigmoid(z)
             else:
-                alpha = torch.softmax(z, dim=0)
-            m = closed.shape[0]
-            a = torch.einsum("mbt,mbtd->btd", alpha[:m], closed.float())
+                alpha = torch.softmax(z, dim=-1)
+            m = closed.shape[2]
+            a = torch.matmul(alpha[..., None, :m], closed.float()).squeeze(-2)
             if partial is not None:
-                a = a + alpha[m].unsqueeze(-1) * partial.float()
+                a = torch.addcmul(a, alpha[..., m:], partial.float())
         return a.to(closed.dtype), alpha

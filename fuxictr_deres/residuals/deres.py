@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .base import ResidualRule, keep_last_tokens
-from .block_attention import SCORE_FNS, SILU_UNIT_POINT, BlockAttentionRead, DepthSources, inverse_rms
+from .block_attention import SCORE_FNS, SILU_UNIT_POINT, BlockAttentionRead, DepthSources
 from .gate import VectorGate
 
 PATH_MODES = ("dual", "identity", "attn")
@@ -30,14 +30,9 @@ IDENTITY_MODES = ("identity", "learnable")
 
 @dataclass
 class DeResState:
-    y: torch.Tensor                     # identity stream (B, T, d)
-    closed: torch.Tensor                # closed block summaries (M, B, T, d)
-    closed_inv_rms: torch.Tensor        # (M, B, T)
-    partial: Optional[torch.Tensor]     # running sum of the current block, None when empty
+    y: torch.Tensor                      # identity stream (B, T, d)
+    sources: Optional[DepthSources]      # closed blocks + partial sum; None on the identity-only path
     units_in_block: int = 0
-
-    def sources(self) -> DepthSources:
-        return DepthSources(self.closed, self.closed_inv_rms, self.partial)
 
 
 def units_per_block(num_units: int, units_per_layer: int, num_blocks: Optional[int],
@@ -82,9 +77,8 @@ class DeResResidual(ResidualRule):
             beta = SILU_UNIT_POINT if (path_mode == "attn" and score_fn == "silu") else 0.0
         self.beta = float(beta)
         if path_mode != "identity":
-            self.reads = nn.ModuleList(
-                BlockAttentionRead(d_model, num_tokens, score_fn, self.tau, self.beta, per_token_query, eps)
-                for _ in range(num_units + 1))
+            self.reads = BlockAttentionRead(num_units + 1, d_model, num_tokens, score_fn, self.tau, self.beta,
+                                            per_token_query, eps)
         if path_mode == "dual":
             self.gates = nn.ModuleList(VectorGate(gate, d_model, num_tokens, gate_value, gate_rank, eps)
                                        for _ in range(num_units + 1))
@@ -98,18 +92,19 @@ class DeResResidual(ResidualRule):
 
     def init(self, x0: torch.Tensor) -> DeResState:
         if self.path_mode == "identity":
-            return DeResState(x0, x0.new_empty(0), x0.new_empty(0), None)
-        return DeResState(x0, x0.unsqueeze(0), inverse_rms(x0, self.eps).unsqueeze(0), None)
+            return DeResState(x0, None)
+        closed = x0.unsqueeze(2)                                          # b_0 = X0, (B, T, 1, d)
+        return DeResState(x0, DepthSources(closed, [self.reads.score_block(x0, 0)]))
 
     def _mix(self, state: DeResState, r: int) -> torch.Tensor:
         if self.path_mode == "identity":
             return state.y
-        a, alpha = self.reads[r](state.sources())
+        a, alpha = self.reads(r, state.sources)
         if self.path_mode == "attn":
             h, g = a, None
         else:
             g = self.gates[r](state.y)
-            h = a + g * (state.y - a)
+            h = torch.lerp(a, state.y, g)                                 # g * y + (1 - g) * a
         if self.trace is not None:
             self._record(r, state, a, alpha, g)
         return h
@@ -118,27 +113,25 @@ class DeResResidual(ResidualRule):
         return self._mix(state, u)
 
     def update(self, state: DeResState, u: int, out: torch.Tensor) -> DeResState:
-        y = state.y + out if self.identity_mode == "identity" else self.identity_scale[u] * state.y + out
+        y = state.y + out if self.identity_mode == "identity" else torch.addcmul(out, self.identity_scale[u], state.y)
         if self.path_mode == "identity":
-            return DeResState(y, state.closed, state.closed_inv_rms, None)
-        partial = out if state.partial is None else state.partial + out
+            return DeResState(y, None)
+        src = state.sources
+        partial = out if src.partial is None else src.partial + out
         count = state.units_in_block + 1
         if count < self.block_units:
-            return DeResState(y, state.closed, state.closed_inv_rms, partial, count)
-        closed = torch.cat([state.closed, partial.unsqueeze(0)], dim=0)
-        inv = torch.cat([state.closed_inv_rms, inverse_rms(partial, self.eps).unsqueeze(0)], dim=0)
-        return DeResState(y, closed, inv, None, 0)
+            return DeResState(y, DepthSources(src.closed, src.scores, partial), count)
+        closed = torch.cat([src.closed, partial.unsqueeze(2)], dim=2)
+        scores = src.scores + [self.reads.score_block(partial, u + 1)]
+        return DeResState(y, DepthSources(closed, scores, None), 0)
 
     def readout(self, state: DeResState) -> torch.Tensor:
         """The final read (own query and gate) over all blocks; it also closes a last, shorter block."""
         return self._mix(state, self.num_units)
 
     def shrink(self, state: DeResState, num_tokens: int) -> DeResState:
-        keep = lambda x: None if x is None else keep_last_tokens(x, num_tokens)
-        inv = state.closed_inv_rms
-        inv = inv[..., inv.shape[-1] - num_tokens:] if inv.numel() else inv
-        closed = keep(state.closed) if state.closed.numel() else state.closed
-        return DeResState(keep(state.y), closed, inv, keep(state.partial), state.units_in_block)
+        sources = None if state.sources is None else state.sources.keep_last_tokens(num_tokens)
+        return DeResState(keep_last_tokens(state.y, num_tokens), sources, state.units_in_block)
 
     def current_tokens(self, state: DeResState) -> int:
         return state.y.shape[1]
@@ -149,30 +142,31 @@ class DeResResidual(ResidualRule):
         return [1 + r // s + (r % s != 0) for r in range(self.num_units + 1)]
 
     def flops(self, num_tokens: int) -> int:
-        """Per unit ~ T (4 d M + 8 d) for the dual path: scores and read (2 einsums over M sources), the
-        partial sum's 1/rms, the gate mix, the identity and partial-sum adds."""
-        t, d = num_tokens, self.d_model
-        total = self.num_units * t * d                                   # y <- y + o
-        if self.identity_mode == "learnable":
-            total += self.num_units * t * d
+        """Per unit ~ T (4 d M + 8 d) for the dual path: each block is scored once for all later reads, each read
+        is one weighted sum over its M sources, plus the partial sum's score, the gate mix and two adds."""
+        t, d, s = num_tokens, self.d_model, self.block_units
+        reads = self.num_units + 1
+        total = self.num_units * t * d * (2 if self.identity_mode == "learnable" else 1)   # y update
         if self.path_mode == "identity":
             return total
-        s = self.block_units
+        rms = 3 * t * d + t
+        closes = [0] + [u + 1 for u in range(self.num_units) if (u + 1) % s == 0]        # first read of each block
+        total += sum(2 * t * d * (reads - first) + rms + 2 * t * (reads - first) for first in closes)
+        total += 2 * d * reads                                                            # w * gain
         for r, m in enumerate(self.sources_per_read()):
-            total += d + 2 * t * d * m + 4 * t * m + 2 * t * d * m       # q*gain, scores, rms/tau/beta/score, read
-            if r % s:                                                    # partial sum: 1/rms, its weighted add
-                total += 3 * t * d + t + 2 * t * d
+            has_partial = r % s != 0
+            total += t * m + 2 * t * d * (m - has_partial)                                # alpha, weighted sum
+            if has_partial:
+                total += 2 * t * d + rms + 2 * t + 2 * t * d                              # its score, addcmul
             if self.path_mode == "dual":
-                total += 3 * t * d + d                                   # sigmoid(theta), a + g * (y - a)
-        updates = self.num_units
-        total += (updates - (updates + s - 1) // s) * t * d              # p <- p + o (not at a block's start)
-        total += (updates // s) * (3 * t * d + t)                        # 1/rms of each closed block
+                total += d + 3 * t * d                                                    # sigmoid, lerp
+        total += (self.num_units - len(closes) + 1) * t * d                               # p <- p + o
         return total
 
     def _record(self, r, state, a, alpha, g) -> None:
         with torch.no_grad():
-            flat = alpha.detach().float().flatten(start_dim=1)
-            entry = {"read": r, "num_sources": alpha.shape[0],
+            flat = alpha.detach().float().reshape(-1, alpha.shape[-1]).t()
+            entry = {"read": r, "num_sources": alpha.shape[-1],
                      "alpha_mean": flat.mean(dim=1).cpu(), "alpha_std": flat.std(dim=1, unbiased=False).cpu(),
                      "read_to_identity": (a.norm() / state.y.norm().clamp_min(1e-12)).item()}
             if g is not None:
