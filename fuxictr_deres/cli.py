@@ -1,0 +1,48 @@
+"""The ``fuxictr-deres`` command line: one front door for running, preparing, measuring and tuning.
+
+Each subcommand lives in its own module under ``fuxictr_deres.commands`` and is discovered here.
+"""
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from typing import Callable, List, Optional
+
+from . import commands
+from .errors import ConfigError, NonFiniteLossError
+
+#: errors whose message is the whole story for the user: printed without a traceback, exit code 2
+USER_ERRORS = (ConfigError, NonFiniteLossError, FileNotFoundError, ValueError)
+
+
+def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    try:
+        return func(args) or 0
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fuxictr-deres", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        importlib.import_module(f"{commands.__name__}.{info.name}").register(subparsers)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 1
+    return run_command(args.func, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

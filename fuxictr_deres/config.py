@@ -1,0 +1,113 @@
+"""The one config loader: FuxiCTR's ``load_config`` semantics, with checks and clear errors around it.
+
+FuxiCTR merges ``Base`` then the expid from ``model_config.yaml`` (or ``model_config/*.yaml``), then the dataset's
+keys from ``dataset_config.yaml``. On top of that this loader
+- names the file and the close matches when an expid or dataset id is unknown, and refuses an expid defined twice;
+- resolves relative ``data_root`` / ``model_root`` against the config directory (not the working directory), so
+  ``run_expid.py`` works from anywhere; ``--data_root`` / ``$FUXICTR_DERES_DATA_ROOT`` and ``--model_root`` win;
+- rejects numbers that YAML read as strings (``1e-3`` is a string in YAML 1.1; write ``1.e-3``).
+"""
+
+import difflib
+import glob
+import os
+from typing import Dict, List, Optional
+
+import yaml
+from fuxictr.utils import load_config as fuxictr_load_config
+
+from .errors import ConfigError
+
+DATA_ROOT_ENV = "FUXICTR_DERES_DATA_ROOT"
+NUMERIC_KEYS = ("learning_rate", "embedding_regularizer", "net_regularizer", "net_dropout", "attention_dropout")
+
+
+def _yaml_files(config_dir: str, kind: str) -> List[str]:
+    single = os.path.join(config_dir, f"{kind}.yaml")
+    if os.path.isfile(single):
+        return [single]
+    return sorted(glob.glob(os.path.join(config_dir, kind, "*.yaml")))
+
+
+def _read_yaml(path: str) -> dict:
+    try:
+        with open(path, "r") as fd:
+            content = yaml.safe_load(fd) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(content, dict):
+        raise ConfigError(f"{path}: expected a mapping of ids to settings at the top level")
+    return content
+
+
+def list_expids(config_dir: str) -> Dict[str, str]:
+    """Every expid of a config directory, mapped to the file that defines it."""
+    found: Dict[str, str] = {}
+    for path in _yaml_files(config_dir, "model_config"):
+        for expid in _read_yaml(path):
+            if expid == "Base":
+                continue
+            if expid in found:
+                raise ConfigError(f"expid {expid!r} is defined twice: in {found[expid]} and in {path}")
+            found[expid] = path
+    return found
+
+
+def _unknown(kind: str, name: str, known, where: str) -> ConfigError:
+    close = difflib.get_close_matches(name, list(known), n=5, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else f"; {len(known)} are defined there"
+    return ConfigError(f"unknown {kind} {name!r} in {where}{hint}")
+
+
+def _resolve(path: str, base_dir: str) -> str:
+    path = os.path.expanduser(str(path))
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join(base_dir, path))
+
+
+def load_expid(config_dir: str, expid: str, data_root: Optional[str] = None,
+               model_root: Optional[str] = None) -> dict:
+    """Merged parameters of ``expid`` with absolute ``data_root`` and ``model_root``."""
+    config_dir = os.path.abspath(os.path.expanduser(config_dir))
+    if not os.path.isdir(config_dir):
+        raise ConfigError(f"--config {config_dir}: no such directory")
+    model_files = _yaml_files(config_dir, "model_config")
+    if not model_files:
+        raise ConfigError(f"{config_dir}: expected model_config.yaml or model_config/*.yaml")
+    expids = list_expids(config_dir)
+    if expid not in expids:
+        raise _unknown("expid", expid, expids, os.path.join(config_dir, "model_config"))
+    expid_settings = _read_yaml(expids[expid])[expid] or {}
+    if "dataset_id" not in expid_settings and "dataset_id" not in _base(config_dir):
+        raise ConfigError(f"{expids[expid]}: expid {expid!r} has no dataset_id")
+    dataset_id = expid_settings.get("dataset_id", _base(config_dir).get("dataset_id"))
+    datasets = {}
+    for path in _yaml_files(config_dir, "dataset_config"):
+        datasets.update({k: path for k in _read_yaml(path)})
+    if dataset_id not in datasets:
+        raise _unknown("dataset_id", str(dataset_id), datasets,
+                       os.path.join(config_dir, "dataset_config.yaml") + f" (used by expid {expid!r})")
+    params = fuxictr_load_config(config_dir, expid)
+    if "model" not in params:
+        raise ConfigError(f"{expids[expid]}: expid {expid!r} has no `model:` key")
+    for key in NUMERIC_KEYS:
+        value = params.get(key)
+        if isinstance(value, str):
+            raise ConfigError(f"{expids[expid]}: {expid}.{key} = {value!r} is a string, expected a number "
+                              f"(YAML reads 1e-3 as text: write 1.e-3)")
+    # A root given on the command line or in the environment is relative to the working directory;
+    # one written in the config is relative to the config directory.
+    root = data_root or os.environ.get(DATA_ROOT_ENV)
+    params["data_root"] = (_resolve(root, os.getcwd()) if root
+                           else _resolve(params.get("data_root", "../data/"), config_dir))
+    params["model_root"] = (_resolve(model_root, os.getcwd()) if model_root
+                            else _resolve(params.get("model_root", "../checkpoints/"), config_dir))
+    params["config_dir"] = config_dir
+    return params
+
+
+def _base(config_dir: str) -> dict:
+    for path in _yaml_files(config_dir, "model_config"):
+        base = _read_yaml(path).get("Base")
+        if base:
+            return base
+    return {}
