@@ -8,6 +8,7 @@ from torch import nn
 from conftest import build_model, toy_batch
 from fuxictr_deres.models import OneTrans, TokenCTR
 from fuxictr_deres.residuals import build_residual_rule
+from fuxictr_deres.residuals.block_attention import BlockAttentionRead
 
 
 def twin(feature_map, residual, residual_params=None, **kw):
@@ -105,7 +106,8 @@ def test_denseformer_is_the_depth_weighted_average():
 def test_attnres_zero_queries_average_uniformly(feature_map, residual):
     model, _ = twin(feature_map, residual, num_layers=3)
     rule = model.rule
-    assert rule.path_mode == "attn" and all(read.score_fn == "softmax" for read in rule.reads)
+    reads = [m for m in rule.modules() if isinstance(m, BlockAttentionRead)]
+    assert rule.path_mode == "attn" and reads and all(read.score_fn == "softmax" for read in reads)
     assert rule.tau == 1.0 and rule.beta == 0.0
     rule.trace = []
     model(toy_batch())
@@ -136,9 +138,12 @@ def test_attnres_block_with_one_block_per_unit_equals_full_exactly(feature_map):
                         residual_params={"num_blocks": 2 * num_layers}).eval()
     torch.manual_seed(3)
     with torch.no_grad():
-        for read in full.rule.reads:
-            read.query.normal_()
-            read.key_gain.uniform_(0.5, 1.5)
+        for name, p in full.rule.named_parameters():
+            if name.endswith("query"):
+                p.normal_()
+            elif name.endswith("key_gain"):
+                p.uniform_(0.5, 1.5)
+    assert any(name.endswith("query") and torch.count_nonzero(p) for name, p in full.rule.named_parameters())
     block.load_state_dict(full.state_dict())
     batch = toy_batch()
     assert torch.equal(full(batch)["y_pred"], block(batch)["y_pred"])
