@@ -111,3 +111,32 @@ def _base(config_dir: str) -> dict:
         if base:
             return base
     return {}
+
+
+def parse_overrides(items) -> Dict[str, object]:
+    """``["num_layers=8", "residual_params.num_blocks=4", "head_hidden_units=[128, 64]"]`` -> a dict; values are
+    read as YAML, so numbers, lists and mappings work (write 1.e-3, not 1e-3)."""
+    overrides: Dict[str, object] = {}
+    for item in items or []:
+        key, sep, text = str(item).partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected key=value")
+        try:
+            overrides[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {item!r}: value is not valid YAML: {err}") from err
+    return overrides
+
+
+def apply_overrides(params: dict, overrides: Optional[Dict[str, object]]) -> dict:
+    """Set ``overrides`` into ``params`` in place; a dotted key sets inside a mapping (``residual_params.tau``)."""
+    for key, value in (overrides or {}).items():
+        target, parts = params, key.split(".")
+        for part in parts[:-1]:
+            if target.get(part) is None:
+                target[part] = {}
+            if not isinstance(target[part], dict):
+                raise ConfigError(f"override {key}: {part!r} is not a mapping")
+            target = target[part]
+        target[parts[-1]] = value
+    return params

@@ -20,7 +20,7 @@ from fuxictr.pytorch.dataloaders import RankDataLoader
 from fuxictr.pytorch.torch_utils import seed_everything
 from fuxictr.utils import print_to_json, set_logger
 
-from .config import load_expid
+from .config import apply_overrides, load_expid
 from .data.loader import SeededDataLoader
 from .data.prepare import ensure_dataset
 from .models import get_model_class
@@ -107,7 +107,7 @@ def run_expid(config_dir: str, expid: str, gpu: int = -1, data_root: Optional[st
               command: Optional[str] = None, write: bool = True) -> Dict[str, Any]:
     """Load ``expid`` from ``config_dir``, train and evaluate it, append its record to the results files."""
     params = load_expid(config_dir, expid, data_root=data_root, model_root=model_root)
-    params.update(overrides or {})
+    apply_overrides(params, overrides)
     params["gpu"] = gpu
     set_logger(params)
     logging.info("Params: " + print_to_json({k: v for k, v in params.items()}))

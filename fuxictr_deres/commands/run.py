@@ -16,11 +16,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model_root", default=None,
                         help="where checkpoints, logs and results.csv/jsonl go (default: the config's model_root)")
     parser.add_argument("--seed", type=int, default=None, help="override the expid's seed")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a hyperparameter (repeatable; dotted keys reach inside mappings, "
+                             "e.g. --set num_layers=8 --set residual_params.num_blocks=4)")
 
 
 def execute(args: argparse.Namespace) -> int:
+    from ..config import parse_overrides
     from ..runner import run_expid
-    overrides = {"seed": args.seed} if args.seed is not None else None
+    overrides = parse_overrides(args.overrides)
+    if args.seed is not None:
+        overrides["seed"] = args.seed
     record = run_expid(args.config, args.expid, gpu=args.gpu, data_root=args.data_root,
                        model_root=args.model_root, overrides=overrides)
     print(f"{record['expid']}: valid {record['valid']}  test {record['test']}")
