@@ -24,6 +24,9 @@ CASES = [
     ("HiFormer", {}),
     ("HiFormer", {"composite_rank": 4, "task_token": True}),
     ("HiFormer", {"task_token": True, "residual": "deres"}),
+    ("UniMixer", {}),
+    ("UniMixer", {"residual": "deres", "block_size": 8}),
+    ("UniMixerLite", {}),
 ]
 
 

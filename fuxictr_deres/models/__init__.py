@@ -9,6 +9,7 @@ from .onetrans import OneTrans
 from .rankmixer import RankMixer
 from .token_ctr import TokenCTR
 from .tokenmixer_large import TokenMixerLarge
+from .unimixer import UniMixer, UniMixerLite
 from .wukong import WuKong
 
 MODELS: Dict[str, type] = {
@@ -20,6 +21,8 @@ MODELS: Dict[str, type] = {
     "RankMixer": RankMixer,
     "TokenCTR": TokenCTR,
     "TokenMixerLarge": TokenMixerLarge,
+    "UniMixer": UniMixer,
+    "UniMixerLite": UniMixerLite,
     "WuKong": WuKong,
 }
 
@@ -38,4 +41,5 @@ def get_model_class(name: str) -> type:
 
 
 __all__ = ["MODELS", "register_model", "get_model_class", "TokenCTR", "DeRes", "OneTrans", "RankMixer",
-           "TokenMixerLarge", "DCNv2", "FinalMLP", "WuKong", "HiFormer"]
+           "TokenMixerLarge", "DCNv2", "FinalMLP", "WuKong", "HiFormer", "UniMixer",
+           "UniMixerLite"]

@@ -70,3 +70,7 @@ from .mhc import MHCResidual  # noqa: E402
 
 register_residual_rule("mhc", MHCResidual)
 __all__ += ["MHCResidual"]
+from .siamese import SiameseNormResidual  # noqa: E402
+
+register_residual_rule("siamese", SiameseNormResidual)
+__all__ += ["SiameseNormResidual"]
