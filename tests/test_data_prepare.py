@@ -129,19 +129,44 @@ def test_missing_source_names_files_and_command(tmp_path):
     assert not os.path.exists(os.path.join(str(tmp_path), "criteo"))
 
 
-def test_exception_mid_build_leaves_nothing(tmp_path, monkeypatch):
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_interruption_mid_build_leaves_nothing(tmp_path, monkeypatch, error):
+    """An exception or Ctrl-C while the valid split is being written leaves no dataset folder behind, and the
+    previous complete copy (if any) stays."""
+    from fuxictr_deres.data import column_files
     params = demo_params(str(tmp_path), rows=500, seed=1, dataset_id="d")
-    real = prepare_mod._write_split
+    real = column_files.ColumnFiles.append
 
-    def failing(out_dir, split, columns, hasher):
-        if split == "valid":
-            raise RuntimeError("injected")
-        return real(out_dir, split, columns, hasher)
+    def failing(self, name, values):
+        if self.folder.endswith("valid"):
+            raise error("injected")
+        return real(self, name, values)
 
-    monkeypatch.setattr(prepare_mod, "_write_split", failing)
-    with pytest.raises(RuntimeError, match="injected"):
+    monkeypatch.setattr(column_files.ColumnFiles, "append", failing)
+    with pytest.raises(error, match="injected"):
         ensure_dataset(params)
     assert sorted(os.listdir(tmp_path)) == ["raw"]
+    monkeypatch.setattr(column_files.ColumnFiles, "append", real)
+    folder = ensure_dataset(params)
+    before = read_prepared(folder)
+    monkeypatch.setattr(column_files.ColumnFiles, "append", failing)
+    with pytest.raises(error):
+        ensure_dataset(params, force=True)
+    assert sorted(os.listdir(tmp_path)) == ["d", "raw"]
+    assert read_prepared(folder) == before
+
+
+def test_killed_build_is_cleaned_up_next_time(tmp_path):
+    """A build killed outright leaves only a hidden temporary folder, removed by the next build."""
+    params = demo_params(str(tmp_path), rows=300, seed=1, dataset_id="d")
+    import subprocess
+    import sys
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".d.building-{int(dead.stdout)}-abcdef12"
+    (stale / "train").mkdir(parents=True)
+    (stale / "train" / "label.npy").write_bytes(b"half")
+    ensure_dataset(params)
+    assert sorted(os.listdir(tmp_path)) == ["d", "raw"]
 
 
 def test_prepared_copy_survives_deleting_raw_files(tmp_path):

@@ -79,3 +79,35 @@ def iter_encoded(processor, lf):
         if normalizer is not None:
             arr = normalizer.transform(arr.astype(np.float64)).astype(np.float32)
         yield name, np.ascontiguousarray(arr)
+
+
+def output_dtypes(processor) -> dict:
+    """``{column: numpy dtype}`` of the encoded columns (feature-map order, then the labels)."""
+    kinds = {"categorical": np.int32, "meta": np.int64, "numeric": np.float32}
+    out = {name: np.dtype(kinds[spec["type"]]) for name, spec in processor.feature_map.features.items()}
+    out.update({name: np.dtype(np.float32) for name in processor.feature_map.labels})
+    return out
+
+
+class ChunkEncoder(object):
+    """Encode preprocessed DataFrames chunk by chunk (the vocabulary expressions are built once)."""
+
+    def __init__(self, processor, schema):
+        self.processor = processor
+        self.exprs = encoding_exprs(processor, schema)
+
+    def __call__(self, frame: pl.DataFrame) -> dict:
+        """``{column: np.ndarray}`` of one chunk, as ``encode_frame`` would give for it."""
+        encoded = frame.select(self.exprs)
+        out = {}
+        for series in encoded.get_columns():
+            name = series.name
+            if series.null_count():
+                raise ValueError(f"column {name!r} still has {series.null_count()} missing values after fill_na; "
+                                 "set fill_na for it in feature_cols/label_col")
+            arr = series.to_numpy()
+            normalizer = self.processor.processor_dict.get(name + "::normalizer")
+            if normalizer is not None:
+                arr = normalizer.transform(arr.astype(np.float64)).astype(np.float32)
+            out[name] = arr
+        return out

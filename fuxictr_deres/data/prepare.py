@@ -18,15 +18,13 @@ import os
 import shutil
 import uuid
 
-import numpy as np
-import polars as pl
-
 from . import raw_readers
 from .demo import write_criteo_demo
-from .encode import iter_encoded
-from .splits import SPLITS, random_split_assignment
+from .build import RAW_FORMATS
+from .build import build as build_folder
+from .splits import SPLITS
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 PREPARED_FILE = "prepared.json"
 PREPARE_COMMAND = "fuxictr-deres prepare --config {config} --dataset {dataset_id} --data_root {data_root}"
 
@@ -61,16 +59,16 @@ def _abs(path, data_root):
 def _expected_inputs(source, data_root):
     """``{role: absolute path as configured}`` for the source's files."""
     fmt = source["format"]
-    if fmt == "criteo_tsv":
+    if fmt in RAW_FORMATS:
         if "path" not in source:
-            raise KeyError("source of format criteo_tsv needs a 'path' key")
+            raise KeyError(f"source of format {fmt} needs a 'path' key")
         return {"raw": _abs(source["path"], data_root)}
     if fmt == "csv":
         missing = [k for k in SPLITS if k not in source]
         if missing:
             raise KeyError(f"source of format csv needs keys train, valid, test; missing {missing}")
         return {k: _abs(source[k], data_root) for k in SPLITS}
-    raise ValueError(f"unknown source format {fmt!r} (supported: criteo_tsv, csv)")
+    raise ValueError(f"unknown source format {fmt!r} (supported: criteo_tsv, avazu_csv, csv)")
 
 
 def _processor_class(name):
@@ -100,7 +98,8 @@ def _settings(params, source):
         "num_buckets": params.get("num_buckets", 10),
         "feature_processor": params.get("feature_processor"),
         "group_id": params.get("group_id"),
-        "source": source,
+        # where the files are is not a setting: their content is fingerprinted separately
+        "source": {k: v for k, v in source.items() if k not in ("path",) + SPLITS},
     }
 
 
@@ -144,60 +143,13 @@ def read_prepared(dataset_dir):
 
 # ---------------------------------------------------------------- building
 
-def _stage_raw(source, inputs, dtypes, stage_dir):
-    """Stream the raw rows once into one parquet file per split under ``stage_dir``; return ``{split: path}``.
-
-    FuxiCTR's ``fit`` runs one query per categorical column; on a CSV each query re-parses the whole file (26
-    parallel parses of 1M Criteo rows took 6 GB). On columnar parquet each query reads one column, and the encoder
-    below reads one column at a time too, so memory stays near one column of one split.
-    """
-    os.makedirs(stage_dir, exist_ok=True)
-    paths = {name: os.path.join(stage_dir, f"{name}.parquet") for name in SPLITS}
-    if source["format"] == "criteo_tsv":
-        if source.get("split", "x1") != "x1":
-            raise ValueError(f"criteo_tsv: unknown split {source.get('split')!r} (supported: x1)")
-        lf = raw_readers.scan_criteo_tsv(inputs["raw"], dtypes)
-        n = lf.select(pl.len()).collect().item()
-        if n == 0:
-            raise ValueError(f"{inputs['raw']}: the file has no rows")
-        assign = random_split_assignment(n, tuple(source.get("ratios", (7, 2, 1))), source.get("seed", 2018))
-        tagged = os.path.join(stage_dir, "all.parquet")
-        (lf.with_row_index("__row")
-           .with_columns(pl.lit(pl.Series(assign)).gather(pl.col("__row")).alias("__split"))
-           .drop("__row")
-           .sink_parquet(tagged))
-        for k, name in enumerate(SPLITS):
-            pl.scan_parquet(tagged).filter(pl.col("__split") == k).drop("__split").sink_parquet(paths[name])
-        os.remove(tagged)
-    else:
-        sep = source.get("sep", ",")
-        for name in SPLITS:
-            raw_readers.scan_header_csv(inputs[name], dtypes, separator=sep).sink_parquet(paths[name])
-    return paths
-
-
-def _write_split(out_dir, split, columns, hasher):
-    """Write one ``<column>.npy`` per ``(name, array)`` of ``columns`` under ``out_dir/split``; feed the checksum."""
-    split_dir = os.path.join(out_dir, split)
-    os.makedirs(split_dir, exist_ok=True)
-    for name, arr in columns:
-        np.save(os.path.join(split_dir, f"{name}.npy"), arr)
-        hasher.update(f"{split}/{name}/{arr.dtype.str}/{arr.shape}".encode())
-        hasher.update(arr.tobytes())
-
-
-def _build(params, settings, fingerprint, settings_fp, source, inputs, final_dir, tmp_dir):
+def _build(params, settings, fingerprint, settings_fp, source, inputs, final_dir, tmp_dir,
+           skip_bad_rows=False, progress=False):
     data_root, dataset_id = os.path.dirname(final_dir), os.path.basename(final_dir)
     cls = _processor_class(settings["feature_processor"])
     kwargs = {k: v for k, v in params.items() if k not in ("feature_cols", "label_col", "dataset_id", "data_root")}
     processor = cls(feature_cols=params["feature_cols"], label_col=params["label_col"], dataset_id=dataset_id,
                     data_root=data_root, **kwargs)
-    dtypes = raw_readers.column_dtypes(params["feature_cols"], params["label_col"])
-
-    staged = _stage_raw(source, inputs, dtypes, os.path.join(tmp_dir, "_staging"))
-    frames = {k: processor.preprocess(pl.scan_parquet(v)) for k, v in staged.items()}
-    meta_cols = [c["name"] for c in processor.feature_cols if c["type"] == "meta" and c.get("active", True)]
-    meta_ddf = pl.concat([frames[k].select(meta_cols) for k in SPLITS]) if meta_cols else None
 
     # FeatureProcessor.fit writes its three files to processor.data_dir: point it at the temporary folder.
     def point_to(folder):
@@ -208,23 +160,9 @@ def _build(params, settings, fingerprint, settings_fp, source, inputs, final_dir
         processor.vocab_file = os.path.join(folder, "feature_vocab.json")
 
     point_to(tmp_dir)
-    logging.info("Fitting FuxiCTR %s on the train split of %s", cls.__name__, dataset_id)
-    processor.fit(frames["train"], meta_ddf=meta_ddf, min_categr_count=settings["min_categr_count"],
-                  num_buckets=settings["num_buckets"], rebuild_dataset=True)
+    facts = build_folder(processor, params, source, inputs, tmp_dir, settings, skip_bad_rows, progress)
     point_to(final_dir)  # the pickled processor must name the final folder
     processor.save_pickle(os.path.join(tmp_dir, "feature_processor.pkl"))
-
-    hasher = hashlib.sha256()
-    rows, click_rate = {}, {}
-    label = processor.feature_map.labels[0]
-    for split in SPLITS:
-        logging.info("Encoding %s/%s", dataset_id, split)
-        _write_split(tmp_dir, split, iter_encoded(processor, frames[split]), hasher)
-        labels = np.load(os.path.join(tmp_dir, split, f"{label}.npy"), mmap_mode="r")
-        rows[split] = int(len(labels))
-        click_rate[split] = float(labels.mean(dtype=np.float64)) if rows[split] else None
-        del labels
-    shutil.rmtree(os.path.join(tmp_dir, "_staging"))
 
     vocab_sizes = {name: spec["vocab_size"] for name, spec in processor.feature_map.features.items()
                    if "vocab_size" in spec}
@@ -235,14 +173,32 @@ def _build(params, settings, fingerprint, settings_fp, source, inputs, final_dir
         "settings_fingerprint": settings_fp,
         "inputs": {role: _file_signature(path) for role, path in inputs.items()},
         "settings": settings,
-        "rows": rows,
-        "click_rate": click_rate,
         "vocab_size": vocab_sizes,
         "columns": list(processor.feature_map.features) + list(processor.feature_map.labels),
-        "arrays_sha256": hasher.hexdigest(),
     }
+    info.update(facts)
     with open(os.path.join(tmp_dir, PREPARED_FILE), "w") as fd:
         json.dump(info, fd, indent=2, sort_keys=True, default=str)
+
+
+def _remove_stale_builds(data_root, dataset_id):
+    """Delete temporary folders of builds whose process is gone (killed mid-build)."""
+    prefix = f".{dataset_id}.building-"
+    try:
+        names = os.listdir(data_root)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        try:
+            pid = int(name[len(prefix):].split("-")[0])
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            logging.info("Removing the leftover of an interrupted build: %s", name)
+            shutil.rmtree(os.path.join(data_root, name), ignore_errors=True)
+        except (ValueError, PermissionError):
+            continue
 
 
 def _move_into_place(tmp_dir, final_dir, fingerprint):
@@ -268,12 +224,13 @@ def _move_into_place(tmp_dir, final_dir, fingerprint):
         raise
 
 
-def ensure_dataset(params, force=False):
+def ensure_dataset(params, force=False, skip_bad_rows=False, progress=False):
     """Return ``<data_root>/<dataset_id>``, preparing it first when it is missing or stale.
 
     ``params`` is a merged FuxiCTR expid config with ``dataset_id``, ``data_root``, ``feature_cols``,
     ``label_col``, optional ``min_categr_count`` (default 1), ``feature_processor``, ``config_dir`` (only used in
-    error messages) and ``source`` (see the package docs). ``force=True`` rebuilds even when up to date.
+    error messages) and ``source`` (see the package docs). ``force=True`` rebuilds even when up to date. ``skip_bad_rows`` drops and counts malformed rows
+    instead of stopping at the first (the count is in ``prepared.json``); ``progress`` shows tqdm bars.
     Raises ``DatasetNotFoundError`` when the source files are missing and no matching prepared copy exists.
     """
     data_root = os.path.abspath(os.path.expanduser(str(params["data_root"])))
@@ -303,10 +260,12 @@ def ensure_dataset(params, force=False):
         return final_dir
 
     os.makedirs(data_root, exist_ok=True)
+    _remove_stale_builds(data_root, str(params["dataset_id"]))
     tmp_dir = os.path.join(data_root, f".{params['dataset_id']}.building-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     os.makedirs(tmp_dir)
     try:
-        _build(params, settings, fingerprint, settings_fp, source, inputs, final_dir, tmp_dir)
+        _build(params, settings, fingerprint, settings_fp, source, inputs, final_dir, tmp_dir, skip_bad_rows,
+               progress)
         _move_into_place(tmp_dir, final_dir, fingerprint)
     finally:
         if os.path.exists(tmp_dir):
