@@ -125,8 +125,11 @@ def test_attnres_zero_queries_average_uniformly(feature_map, residual):
 def test_attnres_full_sees_every_unit_and_block_clamps():
     full = build_residual_rule("attnres_full", {}, 6, 8, 3)
     assert full.block_units == 1 and full.sources_per_read() == list(range(1, 8))
-    block = build_residual_rule("attnres_block", {}, 6, 8, 3)            # 8 blocks > 6 units: Full AttnRes
+    block = build_residual_rule("attnres_block", {"num_blocks": 8}, 6, 8, 3)   # 8 blocks > 6 units: Full AttnRes
     assert block.block_units == 1
+    assert build_residual_rule("attnres_block", {}, 8, 8, 3).block_units == 2    # default: min(8, L) = 4 blocks
+    assert build_residual_rule("attnres_block", {}, 32, 8, 3).block_units == 4   # 8 blocks of 2 layers
+    assert build_residual_rule("attnres_block", {"block_size": 3}, 12, 8, 3).block_units == 6
     block = build_residual_rule("attnres_block", {"num_blocks": 2}, 8, 8, 3)
     assert block.block_units == 4 and block.sources_per_read() == [1, 2, 2, 2, 2, 3, 3, 3, 3]
 
@@ -340,3 +343,22 @@ def test_rule_counts_its_flops(residual, params):
     prenorm = build_residual_rule("prenorm", {}, 8, 64, 16)
     assert isinstance(rule.flops(16), int) and rule.flops(16) >= prenorm.flops(16) > 0
     assert rule.flops(8) < rule.flops(16)
+
+
+# ---------------------------------------------------------------- the benchmark expids
+
+def test_residual_rule_expids_cover_every_rule_and_dataset():
+    import pathlib
+    import yaml
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmark_configs" / "model_config" / "residual_rules.yaml"
+    expids = yaml.safe_load(path.read_text())
+    names = ["PostNorm", "LearnableRes", "ReZero", "LayerScale", "DenseFormer", "HC", "mHC", "AttnResFull",
+             "AttnResBlock"]
+    datasets = ["demo", "criteo", "criteo_x4", "avazu", "avazu_x1", "frappe", "movielenslatest"]
+    assert set(expids) == {f"{n}_{d}" for n in names for d in datasets}
+    for expid, cfg in expids.items():
+        assert cfg["model"] == "OneTrans" and expid.endswith("_" + cfg["dataset_id"]), expid
+        for key in ("num_tokens", "d_model", "num_layers", "num_heads", "ffn_ratio"):
+            assert key not in cfg, f"{expid}: {key} must come from Base, as for DeRes"
+        build_residual_rule(cfg["residual"], cfg.get("residual_params"), 8, 64, 16)   # the options are valid
+    assert expids["LayerScale_criteo"]["residual_params"]["init"] == pytest.approx(1e-4)

@@ -5,7 +5,9 @@ beta = 0 (specs/deres.md: "the faithful AttnRes"); the depth attention is DeRes'
 implementation:
 
     attnres_full : N = U blocks of one unit: unit u attends over X0 and every earlier raw unit output
-    attnres_block: N blocks (default 8; N >= U is Full AttnRes) whose summaries are the sums of their unit outputs
+    attnres_block: N blocks whose summaries are the sums of their unit outputs; by default N = min(8, L) blocks of
+                   layers (DeRes' default: 8 blocks at depth, one layer per block below 8 layers, where 8 blocks
+                   of units would already be Full AttnRes); N >= U is Full AttnRes
 
 Each read has its own zero-initialised pseudo-query (uniform average at step 0) and its own key RMSNorm; one more
 read after the last unit aggregates everything before the final norm.
@@ -20,10 +22,10 @@ _ATTNRES = dict(path_mode="attn", identity_mode="identity", score_fn="softmax", 
 
 class AttnResBlockResidual(DeResResidual):
     """``residual: attnres_block``: Block AttnRes over ``num_blocks`` blocks (clamped to U: more blocks than units
-    is Full AttnRes), or ``block_size`` layers per block."""
+    is Full AttnRes), or ``block_size`` layers per block; neither: min(8, L) blocks, as DeRes."""
 
     def __init__(self, num_units: int, d_model: int, num_tokens: int, units_per_layer: int = 2,
-                 num_blocks: Optional[int] = 8, block_size: Optional[int] = None, per_token_query: bool = False,
+                 num_blocks: Optional[int] = None, block_size: Optional[int] = None, per_token_query: bool = False,
                  eps: float = 1e-6):
         if block_size is not None:
             num_blocks = None
