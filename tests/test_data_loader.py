@@ -129,3 +129,39 @@ def test_set_epoch_and_missing_column(prepared, tmp_path):
     fmap, _ = prepared
     with pytest.raises(FileNotFoundError, match="I1.npy"):
         SeededDataLoader(fmap, str(tmp_path), split="train", batch_size=4, shuffle=True)
+
+
+@pytest.mark.parametrize("world_size", [1, 3])
+def test_large_split_is_read_in_chunks(prepared, world_size, monkeypatch):
+    """A split larger than loader_chunk_rows is block-shuffled: never more than a chunk is read into memory,
+    every row is still visited once per epoch, epochs differ and runs repeat."""
+    fmap, folder = prepared
+    stored = {c: np.load(os.path.join(folder, "train", f"{c}.npy")) for c in ("label", "C12", "I3")}
+    read_sizes = []
+    real = SeededDataLoader._read
+
+    def spy(self, ranges, select):
+        read_sizes.append(sum(stop - start for start, stop in ranges))
+        return real(self, ranges, select)
+
+    monkeypatch.setattr(SeededDataLoader, "_read", spy)
+    kw = dict(seed=8, loader_chunk_rows=128, loader_block_rows=16, world_size=world_size)
+    shards = [make(prepared, rank=r, **kw) for r in range(world_size)]
+    assert all(isinstance(a, np.memmap) for a in shards[0].arrays.values())
+    seen = []
+    for epoch in range(2):
+        orders = [s.epoch_order(epoch) for s in shards]
+        allrows = np.concatenate(orders)
+        assert sorted(allrows.tolist()) == list(range(700))
+        seen.append(allrows)
+        for shard, order in zip(shards, orders):
+            batches = list(shard)
+            assert len(batches) == shard.num_batches
+            assert all(len(b["label"]) == BATCH for b in batches[:-1])
+            for col in stored:
+                got = torch.cat([b[col] for b in batches]).numpy()
+                np.testing.assert_array_equal(got, stored[col][order].astype(got.dtype))
+    assert not np.array_equal(seen[0], seen[1])
+    assert max(read_sizes) <= 128
+    again = [make(prepared, rank=r, **kw).epoch_order(1) for r in range(world_size)]
+    np.testing.assert_array_equal(np.concatenate(again), seen[1])

@@ -36,13 +36,6 @@ _SPARSE_MISSING = [0.0, 0.0, 0.02, 0.0, 0.0, 0.1, 0.0, 0.0, 0.0, 0.0, 0.0, 0.05,
 _DENSE_MISSING = [0.45, 0.0, 0.2, 0.2, 0.03, 0.22, 0.04, 0.0, 0.04, 0.45, 0.04, 0.76, 0.2]
 
 
-def _zipf_choice(rng, k, n, alpha):
-    """Draw n ids in [0, k) with probability proportional to 1/(rank+1)^alpha."""
-    p = 1.0 / np.arange(1, k + 1, dtype=np.float64) ** alpha
-    p /= p.sum()
-    return rng.choice(k, size=n, p=p)
-
-
 def _hex_table(rng, k):
     """k distinct 8-hex-digit strings: an odd multiplier is a bijection modulo 2**32."""
     a = int(rng.integers(0, 2 ** 31)) * 2 + 1
@@ -62,81 +55,111 @@ def _solve_intercept(logit, target):
     return (lo + hi) / 2
 
 
+CHUNK_ROWS = 1 << 20  # rows per generated chunk: fixed, so the file for (rows, seed) never depends on memory
+_CALIBRATION_ROWS = 100000
+
+
+class _Model(object):
+    """Everything drawn once per seed: value tables, field distributions, planted effects, the intercept."""
+
+    def __init__(self, seed):
+        rng = np.random.default_rng([int(seed), 20260])  # second word: a fixed salt for this generator
+        self.seed = int(seed)
+        # heavy-tailed counts: floor(lognormal) with a field-specific scale
+        self.dense = [(rng.uniform(0.0, 3.0), rng.uniform(0.8, 2.0)) for _ in DENSE_COLS]
+        self.sparse = []
+        for k in _CARDINALITY:
+            p = 1.0 / np.arange(1, k + 1, dtype=np.float64) ** rng.uniform(1.05, 1.4)
+            self.sparse.append((np.cumsum(p / p.sum()), _hex_table(rng, k)))
+        self.effects = {name: rng.normal(0.0, scale, _CARDINALITY[SPARSE_COLS.index(name)])
+                        for name, scale in (("C1", 1.2), ("C2", 1.0), ("C3", 0.8))}
+        self.s4 = rng.choice([-1.0, 1.0], _CARDINALITY[3])
+        self.s5 = rng.choice([-1.0, 1.0], _CARDINALITY[4])
+        self.intercept = 0.0
+        _, logit = self.draw(np.random.default_rng([self.seed, 20260, 0]), _CALIBRATION_ROWS)
+        self.intercept = _solve_intercept(logit, TARGET_CLICK_RATE)
+
+    def draw(self, rng, rows):
+        """(columns without the label, logit) for ``rows`` new rows."""
+        dense = {}
+        for j, name in enumerate(DENSE_COLS):
+            mu, sigma = self.dense[j]
+            vals = np.maximum(np.floor(np.exp(rng.normal(mu, sigma, rows))).astype(np.int64) - 1, 0)
+            if name == "I2":  # Criteo's I2 has a few negative values
+                vals = np.where(rng.random(rows) < 0.05, -1, vals)
+            dense[name] = (vals, rng.random(rows) < _DENSE_MISSING[j])
+        sparse = {}
+        for j, name in enumerate(SPARSE_COLS):
+            cdf, table = self.sparse[j]
+            ids = np.minimum(np.searchsorted(cdf, rng.random(rows), side="right"), len(cdf) - 1)
+            sparse[name] = (table, ids, rng.random(rows) < _SPARSE_MISSING[j])
+        # planted signal
+        logit = np.full(rows, self.intercept)
+        for name, effect in self.effects.items():
+            logit += effect[sparse[name][1]]
+        logit += 0.9 * self.s4[sparse["C4"][1]] * self.s5[sparse["C5"][1]]
+        i1, i1_missing = dense["I1"]
+        bucket = np.floor(np.log1p(np.maximum(i1, 0)) ** 2)
+        logit += np.where(~i1_missing & (bucket >= 2) & (bucket <= 6), 0.8, 0.0)
+        i5, i5_missing = dense["I5"]
+        logit += np.where(i5_missing, 0.0, 0.15 * (np.log1p(np.maximum(i5, 0)) - 2.0))
+        return (dense, sparse), logit
+
+    def chunk(self, index, rows):
+        """Chunk ``index`` (0-based) of ``rows`` rows as a DataFrame with columns ``CRITEO_COLUMNS``."""
+        rng = np.random.default_rng([self.seed, 20260, index + 1])
+        (dense, sparse), logit = self.draw(rng, rows)
+        label = (rng.random(rows) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
+        columns = [pl.Series("label", label)]
+        for name in DENSE_COLS:
+            vals, missing = dense[name]
+            columns.append(pl.Series(name, vals).scatter(np.flatnonzero(missing), None))
+        for name in SPARSE_COLS:
+            table, ids, missing = sparse[name]
+            columns.append(table.gather(ids).scatter(np.flatnonzero(missing), None).alias(name))
+        return pl.DataFrame(columns)
+
+
+def iter_criteo_chunks(rows, seed, chunk_rows=CHUNK_ROWS):
+    """Yield the synthetic rows as DataFrames of at most ``chunk_rows`` rows (memory: one chunk)."""
+    if rows < 1:
+        raise ValueError(f"rows must be >= 1, got {rows}")
+    model = _Model(seed)
+    for index, start in enumerate(range(0, rows, chunk_rows)):
+        yield model.chunk(index, min(chunk_rows, rows - start))
+
+
 def generate_criteo_frame(rows, seed):
-    """Return the synthetic rows as a polars DataFrame with columns ``CRITEO_COLUMNS``.
+    """Return the synthetic rows as one polars DataFrame with columns ``CRITEO_COLUMNS``.
 
     Integer counts are Int64 with nulls for missing values; categoricals are 8-hex-digit strings or null.
     """
-    if rows < 1:
-        raise ValueError(f"rows must be >= 1, got {rows}")
-    rng = np.random.default_rng([int(seed), 20260]) # second word: a fixed salt for this generator
-
-    dense = {}
-    for j, name in enumerate(DENSE_COLS):
-        # heavy-tailed counts: floor(lognormal) with a field-specific scale
-        mu, sigma = rng.uniform(0.0, 3.0), rng.uniform(0.8, 2.0)
-        vals = np.maximum(np.floor(np.exp(rng.normal(mu, sigma, rows))).astype(np.int64) - 1, 0)
-        if name == "I2": # Criteo's I2 has a few negative values
-            vals = np.where(rng.random(rows) < 0.05, -1, vals)
-        missing = rng.random(rows) < _DENSE_MISSING[j]
-        dense[name] = (vals, missing)
-
-    sparse_ids = {}
-    sparse = {}
-    for j, name in enumerate(SPARSE_COLS):
-        k = _CARDINALITY[j]
-        ids = _zipf_choice(rng, k, rows, alpha=rng.uniform(1.05, 1.4))
-        missing = rng.random(rows) < _SPARSE_MISSING[j]
-        table = _hex_table(rng, k)
-        sparse_ids[name] = ids
-        sparse[name] = (table, ids, missing)
-
-    # planted signal
-    logit = np.zeros(rows)
-    for name, scale in (("C1", 1.2), ("C2", 1.0), ("C3", 0.8)):
-        effect = rng.normal(0.0, scale, _CARDINALITY[SPARSE_COLS.index(name)])
-        logit += effect[sparse_ids[name]]
-    s4 = rng.choice([-1.0, 1.0], _CARDINALITY[3])
-    s5 = rng.choice([-1.0, 1.0], _CARDINALITY[4])
-    logit += 0.9 * s4[sparse_ids["C4"]] * s5[sparse_ids["C5"]]
-    i1, i1_missing = dense["I1"]
-    bucket = np.floor(np.log1p(np.maximum(i1, 0)) ** 2)
-    logit += np.where(~i1_missing & (bucket >= 2) & (bucket <= 6), 0.8, 0.0)
-    i5, i5_missing = dense["I5"]
-    logit += np.where(i5_missing, 0.0, 0.15 * (np.log1p(np.maximum(i5, 0)) - 2.0))
-    logit += _solve_intercept(logit, TARGET_CLICK_RATE)
-    label = (rng.random(rows) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
-
-    columns = [pl.Series("label", label)]
-    for name in DENSE_COLS:
-        vals, missing = dense[name]
-        columns.append(pl.Series(name, vals).scatter(np.flatnonzero(missing), None))
-    for name in SPARSE_COLS:
-        table, ids, missing = sparse[name]
-        columns.append(table.gather(ids).scatter(np.flatnonzero(missing), None).alias(name))
-    return pl.DataFrame(columns)
+    return pl.concat(list(iter_criteo_chunks(rows, seed)))
 
 
-def write_criteo_demo(path, rows, seed):
+def write_criteo_demo(path, rows, seed, progress=False):
     """Write ``rows`` synthetic rows in raw Criteo ``train.txt`` format to ``path`` and return ``path``.
 
-    A ``.gz`` suffix writes gzip (with a zero timestamp). The same (rows, seed) gives a byte-identical file. The
-    file is written to a temporary name first and renamed, so a crash never leaves a truncated file behind.
+    Streams chunk by chunk, so any row count fits in memory. A ``.gz`` suffix writes gzip (zero timestamp,
+    level 6). The same (rows, seed) gives a byte-identical file. The file is written to a temporary name first
+    and renamed, so a crash never leaves a truncated file behind.
     """
-    df = generate_criteo_frame(rows, seed)
-    buf = io.BytesIO()
-    df.write_csv(buf, separator="\t", include_header=False, null_value="", quote_style="never")
-    data = buf.getvalue()
+    from tqdm import tqdm
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
-        if path.endswith(".gz"):
-            with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as fd:
-                fd.write(data)
-        else:
-            with open(tmp, "wb") as fd:
-                fd.write(data)
+        with open(tmp, "wb") as raw:
+            fd = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) \
+                if path.endswith(".gz") else raw
+            with tqdm(total=rows, unit="row", unit_scale=True, desc="generate", disable=not progress) as bar:
+                for df in iter_criteo_chunks(rows, seed):
+                    buf = io.BytesIO()
+                    df.write_csv(buf, separator="\t", include_header=False, null_value="", quote_style="never")
+                    fd.write(buf.getvalue())
+                    bar.update(df.height)
+            if fd is not raw:
+                fd.close()
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

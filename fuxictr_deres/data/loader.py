@@ -3,12 +3,21 @@
 FuxiCTR 2.3.10's parquet/csv loaders shuffle through Ray without a seed, so runs do not repeat. This loader plugs
 into ``fuxictr.pytorch.dataloaders.RankDataLoader(..., data_loader=SeededDataLoader)`` and draws each epoch's order
 from ``numpy.random.default_rng([seed, epoch])``: runs repeat bit for bit and epochs differ.
+
+Memory: columns are memory-mapped ``.npy`` files (int32 ids, float32 numerics) and read one chunk at a time.
+A split of at most ``chunk_rows`` rows is shuffled exactly (one uniform permutation). A larger split is shuffled
+at two levels: its ``block_rows``-row blocks are permuted, consecutive permuted blocks form a chunk that is read
+(block by block, sequentially) into memory, and the chunk's rows are permuted. So at most ``chunk_rows`` rows are
+materialised at once, whatever the split size, and every row is still visited exactly once per epoch.
 """
 import logging
 import os
 
 import numpy as np
 import torch
+
+DEFAULT_CHUNK_ROWS = 1 << 21
+DEFAULT_BLOCK_ROWS = 1 << 14
 
 
 class SeededDataLoader(object):
@@ -23,11 +32,14 @@ class SeededDataLoader(object):
         rank, world_size: shard each epoch's order into ``world_size`` disjoint strided slices.
         shard_eval: also shard valid/test (default False: every rank sees the whole evaluation split).
         drop_last: drop the last incomplete batch (default False).
+        loader_chunk_rows: rows materialised at once (default 2**21); loader_block_rows: rows per shuffled
+            block of a split larger than a chunk (default 2**14).
         Unknown keyword arguments (the rest of an expid config) are ignored.
     """
 
     def __init__(self, feature_map, data_path, split="train", batch_size=32, shuffle=False, seed=2026,
-                 rank=0, world_size=1, shard_eval=False, drop_last=False, **kwargs):
+                 rank=0, world_size=1, shard_eval=False, drop_last=False, loader_chunk_rows=None,
+                 loader_block_rows=None, **kwargs):
         self.feature_map = feature_map
         self.data_path = data_path
         self.split = split
@@ -41,6 +53,8 @@ class SeededDataLoader(object):
         self.sharded = self.world_size > 1 and (split == "train" or shard_eval)
         self.drop_last = bool(drop_last)
         self.epoch = 0
+        self.chunk_rows = int(loader_chunk_rows or DEFAULT_CHUNK_ROWS)
+        self.block_rows = min(int(loader_block_rows or DEFAULT_BLOCK_ROWS), self.chunk_rows)
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
 
@@ -73,37 +87,72 @@ class SeededDataLoader(object):
         """Make the next ``__iter__`` use ``epoch`` (e.g. when resuming)."""
         self.epoch = int(epoch)
 
+    def _chunk_plan(self, epoch):
+        """Yield ``(ranges, perm)`` per chunk: sorted row ranges to read and the permutation of the read rows
+        (None: keep file order)."""
+        n = self.total_samples
+        if not self.shuffle:
+            for start in range(0, n, self.chunk_rows):
+                yield [(start, min(start + self.chunk_rows, n))], None
+            return
+        rng = np.random.default_rng([self.seed, int(epoch)])
+        if n <= self.chunk_rows:
+            yield [(0, n)], rng.permutation(n)
+            return
+        blocks = rng.permutation(-(-n // self.block_rows))
+        per_chunk = max(1, self.chunk_rows // self.block_rows)
+        for i in range(0, len(blocks), per_chunk):
+            chosen = np.sort(blocks[i:i + per_chunk])
+            ranges = [(int(b) * self.block_rows, min((int(b) + 1) * self.block_rows, n)) for b in chosen]
+            yield ranges, rng.permutation(sum(stop - start for start, stop in ranges))
+
+    def _chunks(self, epoch):
+        """Yield ``(row ids, selection)`` per chunk: the chunk's row ids in read order and the positions of this
+        rank's rows in visiting order."""
+        position = 0  # global position in the epoch order, for the (rank, world size) stride
+        for ranges, perm in self._chunk_plan(epoch):
+            rows = np.concatenate([np.arange(start, stop) for start, stop in ranges])
+            select = np.arange(len(rows)) if perm is None else perm
+            if self.sharded:
+                select = select[(self.rank - position) % self.world_size::self.world_size]
+            position += len(rows)
+            yield ranges, rows, select
+
     def epoch_order(self, epoch):
         """Row indices this rank visits in ``epoch``, in visiting order."""
-        if self.shuffle:
-            order = np.random.default_rng([self.seed, int(epoch)]).permutation(self.total_samples)
-        else:
-            order = np.arange(self.total_samples)
-        if self.sharded:
-            order = order[self.rank::self.world_size]
-        return order
+        parts = [rows[select] for _, rows, select in self._chunks(epoch)]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
-    def _batch(self, idx):
-        batch = {}
+    def _read(self, ranges, select):
+        """This rank's rows of one chunk, in visiting order: ``{column: np.ndarray}`` (sequential reads)."""
+        out = {}
         for col in self.columns:
             arr = self.arrays[col]
-            if isinstance(idx, slice):
-                values = np.array(arr[idx])
+            if len(ranges) == 1:
+                data = np.array(arr[ranges[0][0]:ranges[0][1]])
             else:
-                values = arr[idx]  # fancy indexing copies out of the memory map
-            if col not in self.label_set and values.dtype.kind in "iu":
-                values = values.astype(np.int64)
-            batch[col] = torch.from_numpy(values)
-        return batch
+                data = np.concatenate([arr[start:stop] for start, stop in ranges])
+            if col not in self.label_set and data.dtype.kind in "iu":
+                data = data.astype(np.int64)
+            out[col] = data[select]
+        return out
 
     def __iter__(self):
-        order = self.epoch_order(self.epoch)
+        epoch = self.epoch
         self.epoch += 1
-        contiguous = not self.shuffle and not self.sharded
-        for b in range(self.num_batches):
-            start, stop = b * self.batch_size, min((b + 1) * self.batch_size, len(order))
-            if contiguous:
-                yield self._batch(slice(start, stop))
-            else:
-                # sorted indices read the memory maps in file order; the batch's row set is unchanged
-                yield self._batch(np.sort(order[start:stop]))
+        pending, emitted = None, 0
+        for ranges, _, select in self._chunks(epoch):
+            chunk = self._read(ranges, select)
+            if pending is not None:
+                chunk = {c: np.concatenate([pending[c], chunk[c]]) for c in self.columns}
+                pending = None
+            size = len(chunk[self.columns[0]]) if self.columns else 0
+            start = 0
+            while size - start >= self.batch_size and emitted < self.num_batches:
+                yield {c: torch.from_numpy(chunk[c][start:start + self.batch_size]) for c in self.columns}
+                start += self.batch_size
+                emitted += 1
+            if start < size:
+                pending = {c: chunk[c][start:] for c in self.columns}
+        if pending is not None and emitted < self.num_batches:
+            yield {c: torch.from_numpy(np.ascontiguousarray(pending[c])) for c in self.columns}
