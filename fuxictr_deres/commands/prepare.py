@@ -31,13 +31,14 @@ def dataset_params(config_dir: str, dataset_id: str, data_root: Optional[str] = 
 def summary(info: dict, folder: str) -> str:
     """What a prepared folder holds: rows and click rate per split, vocabulary size per field, checksum."""
     lines = [f"dataset {info['dataset_id']}: {folder}"]
-    for split, rows in info["rows"].items():
+    for split in ("train", "valid", "test"):
+        rows = info["rows"][split]
         rate = info["click_rate"][split]
         lines.append(f"  {split:5s} {rows:>12,d} rows  click rate {rate:.4f}" if rate is not None
                      else f"  {split:5s} {rows:>12,d} rows")
     if info.get("skipped_rows"):
         lines.append(f"  skipped {info['skipped_rows']:,d} bad rows (first lines: {info['skipped_lines_first']})")
-    vocab = "  ".join(f"{k}={v:,d}" for k, v in info["vocab_size"].items())
+    vocab = "  ".join(f"{k}={info['vocab_size'][k]:,d}" for k in info["columns"] if k in info["vocab_size"])
     lines.append(f"  vocabulary size per field: {vocab}")
     lines.append(f"  checksum (sha256 of the id arrays): {info['arrays_sha256']}")
     return "\n".join(lines)
