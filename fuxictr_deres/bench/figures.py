@@ -1,0 +1,47 @@
+"""Figures of a benchmark: test AUC (mean +- std over seeds) against analytic FLOPs per sample, one panel per
+dataset, log-x."""
+
+import json
+from typing import List
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
+
+
+def variant_labels(rows: List[dict]) -> List[str]:
+    """Each row's overrides without those every row shares (a common --set is not a distinguishing label)."""
+    parsed = [json.loads(r.get("variant") or "{}") for r in rows]
+    keys = set().union(*parsed) if parsed else set()
+    shared = {k for k in keys if all(k in p and p[k] == parsed[0].get(k) for p in parsed)}
+    return [" ".join(f"{k}={v}" for k, v in sorted(p.items()) if k not in shared) for p in parsed]
+
+
+def auc_vs_flops(rows: List[dict], path: str) -> str:
+    """Scatter with error bars of the summary rows; returns the PNG path."""
+    datasets = sorted({r["dataset"] for r in rows})
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4.2), squeeze=False)
+    models = sorted({r["model"] for r in rows})
+    colors = {m: plt.cm.tab10(i % 10) for i, m in enumerate(models)}
+    for ax, dataset in zip(axes[0], datasets):
+        for r, extra in zip(rows, variant_labels(rows)):
+            if r["dataset"] != dataset or not r["flops_per_sample"]:
+                continue
+            label = f"{r['model']} {extra}".strip()
+            ax.errorbar(r["flops_per_sample"], r["auc_mean"], yerr=r["auc_std"], fmt="o", capsize=3,
+                        color=colors[r["model"]], label=label)
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("forward FLOPs / sample (analytic)")
+        ax.set_ylabel("test AUC (mean +- std over seeds)")
+        ax.set_title(dataset)
+        ax.grid(True, alpha=0.3)
+        handles, labels = ax.get_legend_handles_labels()
+        unique = dict(zip(labels, handles))
+        ax.legend(unique.values(), unique.keys(), fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,199 @@
+"""The benchmark harness: expids ``<Model>_<dataset>`` x seeds (x variants of overrides), trained in-process through
+``runner.load_data`` / ``runner.train_and_evaluate``, the data loaded once per dataset.
+
+Resumable: each finished run appends its record to ``<out>/results.jsonl`` (results.write_result, the one writer)
+with a ``bench_key`` = hash(expid, seed, overrides); a re-run skips the keys already there, and a run killed before
+its record was appended is simply redone. Test predictions go to ``<out>/predictions/<key>.npy`` (temp + rename)
+BEFORE the record, so a record always has its predictions; the test labels once per dataset to
+``<out>/predictions/<dataset_id>.labels.npy``.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import shlex
+import sys
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterable, List, Optional
+
+import numpy as np
+
+from ..config import load_expid
+from ..errors import ConfigError
+from ..results import jsonable, read_records, write_result
+
+PREDICTIONS = "predictions"
+
+
+@dataclass
+class RunSpec:
+    """One training run: an expid, a seed and the overrides applied on top of the expid's config."""
+
+    model: str
+    dataset: str
+    seed: int
+    overrides: Dict[str, object] = field(default_factory=dict)
+
+    @property
+    def expid(self) -> str:
+        return f"{self.model}_{self.dataset}"
+
+    @property
+    def variant(self) -> str:
+        """The overrides as canonical JSON: runs of one variant differ only by seed."""
+        return json.dumps(jsonable(self.overrides), sort_keys=True)
+
+    @property
+    def key(self) -> str:
+        text = json.dumps({"expid": self.expid, "seed": self.seed, "overrides": jsonable(self.overrides)},
+                          sort_keys=True)
+        return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+
+
+def plan(models: Iterable[str], datasets: Iterable[str], seeds: Iterable[int],
+         overrides: Optional[dict] = None, variants: Optional[List[dict]] = None) -> List[RunSpec]:
+    """Every model x dataset x variant x seed, dataset-major (so each dataset is loaded once)."""
+    specs = []
+    for dataset in datasets:
+        for variant in variants or [{}]:
+            for model in models:
+                for seed in seeds:
+                    specs.append(RunSpec(model, dataset, int(seed), dict(overrides or {}, **variant)))
+    return specs
+
+
+def check_expids(config_dir: str, specs: List[RunSpec]) -> None:
+    """Fail before any training when an expid of the plan does not exist (the error names it)."""
+    from ..config import list_expids
+    known = list_expids(config_dir)
+    missing = sorted({s.expid for s in specs if s.expid not in known})
+    if missing:
+        raise ConfigError(f"expids {missing} are not defined in {config_dir} (the harness runs "
+                          f"<Model>_<dataset>; {len(known)} expids are defined there)")
+
+
+def finished_keys(out_dir: str) -> set:
+    return {r["bench_key"] for r in read_records(out_dir) if "bench_key" in r}
+
+
+def save_array(path: str, values: np.ndarray) -> None:
+    """np.save through a temporary file and a rename, so a killed run never leaves a partial file."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}.npy"
+    np.save(tmp, values)
+    os.replace(tmp, path)
+
+
+def prediction_path(out_dir: str, key: str) -> str:
+    return os.path.join(out_dir, PREDICTIONS, f"{key}.npy")
+
+
+def labels_path(out_dir: str, dataset_id: str) -> str:
+    return os.path.join(out_dir, PREDICTIONS, f"{dataset_id}.labels.npy")
+
+
+def _store_labels(out_dir: str, dataset_id: str, y: np.ndarray) -> None:
+    path = labels_path(out_dir, dataset_id)
+    if os.path.exists(path):
+        old = np.load(path)
+        if old.shape != y.shape or not np.array_equal(old, y):
+            raise ValueError(f"{path}: the test labels of this run differ from the stored ones (a different split "
+                             f"or row order); paired comparisons need one test set per dataset id")
+        return
+    save_array(path, y)
+
+
+class _PredictionCatcher:
+    """Keeps the (y_true, y_pred) of the model's last evaluation, which train_and_evaluate makes on the test set.
+
+    The runner returns metrics only and FuxiCTR's ``evaluate`` has no hook, so the catcher wraps the model's
+    ``evaluate_metrics`` on the instance, once, from the first evaluation callback (no extra test pass)."""
+
+    def __init__(self):
+        self.last = None
+
+    def on_eval(self, round_index: int, logs: dict, model) -> None:
+        if getattr(model, "_bench_catcher", None) is self:
+            return
+        inner = model.evaluate_metrics
+
+        def evaluate_metrics(y_true, y_pred, metrics, group_id=None):
+            self.last = (np.asarray(y_true, np.float32), np.asarray(y_pred, np.float32))
+            return inner(y_true, y_pred, metrics, group_id)
+
+        model.evaluate_metrics = evaluate_metrics
+        model._bench_catcher = self
+
+
+def _log_to_file(path: str) -> None:
+    """Send this run's logging to its own file only (the console shows the progress bar)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    for handler in logging.root.handlers[:]:
+        logging.root.removeHandler(handler)
+        handler.close()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s P%(process)d %(levelname)s %(message)s",
+                        handlers=[logging.FileHandler(path, mode="w")])
+
+
+def run_params(config_dir: str, spec: RunSpec, out_dir: str, data_root: Optional[str] = None,
+               verbose: bool = False) -> dict:
+    params = load_expid(config_dir, spec.expid, data_root=data_root)
+    params.update(spec.overrides)
+    params["seed"] = spec.seed
+    params["gpu"] = params.get("gpu", -1)
+    # one checkpoint folder per run: <out>/checkpoints/<key>/<dataset_id>/<expid>.model (for `diagnose`)
+    params["model_root"] = os.path.join(out_dir, "checkpoints", spec.key)
+    params["verbose"] = 1 if verbose else 0
+    return params
+
+
+def run_bench(config_dir: str, specs: List[RunSpec], out_dir: str, data_root: Optional[str] = None,
+              verbose: bool = False, progress: bool = True,
+              after_run: Optional[Callable[[RunSpec, dict], None]] = None) -> List[dict]:
+    """Run every spec not finished yet; return the records of the runs made now."""
+    from tqdm import tqdm
+
+    from ..flops import expid_flops
+    from ..runner import load_data, train_and_evaluate
+    from .synthetic import synthetic_feature_map
+    check_expids(config_dir, specs)
+    os.makedirs(out_dir, exist_ok=True)
+    done = finished_keys(out_dir)
+    todo = [s for s in specs if s.key not in done]
+    command = " ".join(shlex.quote(a) for a in sys.argv)
+    made, data, data_id, flops_cache = [], None, None, {}
+    bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc="bench runs", unit="run",
+               disable=not progress, file=sys.stderr)
+    try:
+        for spec in todo:
+            bar.set_postfix_str(f"{spec.expid} seed {spec.seed}")
+            params = run_params(config_dir, spec, out_dir, data_root, verbose)
+            _log_to_file(os.path.join(out_dir, "logs", f"{spec.key}.log"))
+            os.makedirs(os.path.join(params["model_root"], params["dataset_id"]), exist_ok=True)
+            if params["dataset_id"] != data_id:
+                data, data_id = None, params["dataset_id"]
+                data = load_data(params)
+            cache_key = (spec.expid, spec.variant)
+            if cache_key not in flops_cache:
+                # FLOPs do not depend on vocabulary sizes: a synthetic map avoids a second copy of big tables
+                flops_cache[cache_key] = expid_flops(params, synthetic_feature_map(params), batch_size=2,
+                                                     counted=False).analytic_total
+            catcher = _PredictionCatcher()
+            record = train_and_evaluate(params, data, on_eval=catcher.on_eval)
+            if catcher.last is None:
+                raise RuntimeError(f"expid {spec.expid} seed {spec.seed}: no test predictions were seen")
+            y_true, y_pred = catcher.last
+            _store_labels(out_dir, params["dataset_id"], y_true)
+            save_array(prediction_path(out_dir, spec.key), y_pred)
+            record.update(bench_key=spec.key, bench_model=spec.model, bench_variant=spec.variant,
+                          overrides=spec.overrides, flops_per_sample=flops_cache[cache_key],
+                          predictions=os.path.relpath(prediction_path(out_dir, spec.key), out_dir))
+            write_result(out_dir, record, command)
+            made.append(record)
+            if after_run is not None:
+                after_run(spec, record)
+            bar.update(1)
+    finally:
+        bar.close()
+    return made

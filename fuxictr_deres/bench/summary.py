@@ -1,0 +1,144 @@
+"""Summary of a benchmark folder: per model, dataset and variant (overrides), over seeds
+
+    test AUC and logloss mean +- std (sample std), the paired AUC difference to the reference model (same dataset and
+    variant, seeds matched by seed) with a bootstrap 95% interval over test rows, params, analytic FLOPs/sample,
+    train and inference samples/s, peak memory, best epoch;
+
+written as ``summary.csv``, ``summary.json`` and ``summary.md`` (+ ``auc_vs_flops.png`` from figures.py).
+"""
+
+import csv
+import json
+import os
+from collections import OrderedDict
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from ..results import read_records
+from .bootstrap import paired_auc_difference
+from .harness import labels_path
+
+COLUMNS = ["model", "dataset", "variant", "num_seeds", "seeds", "auc_mean", "auc_std", "logloss_mean",
+           "logloss_std", "delta_auc", "delta_low", "delta_high", "paired_seeds", "num_params", "flops_per_sample",
+           "train_samples_per_s", "infer_samples_per_s", "peak_memory_mb", "best_epoch_mean"]
+
+
+def bench_records(out_dir: str) -> List[dict]:
+    """The harness records of ``out_dir`` (the last one per bench_key)."""
+    latest = OrderedDict()
+    for r in read_records(out_dir):
+        if "bench_key" in r:
+            latest[r["bench_key"]] = r
+    return list(latest.values())
+
+
+def _metric(record: dict, name: str) -> float:
+    test = record.get("test", {})
+    for key, value in test.items():
+        if key.lower() == name.lower():
+            return float(value)
+    return float("nan")
+
+
+def _std(values: List[float]) -> float:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def _mean(values) -> float:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def group_records(records: List[dict]) -> "OrderedDict[tuple, List[dict]]":
+    groups: "OrderedDict[tuple, List[dict]]" = OrderedDict()
+    for r in records:
+        groups.setdefault((r["bench_model"], r["dataset_id"], r.get("bench_variant", "{}")), []).append(r)
+    for runs in groups.values():
+        runs.sort(key=lambda r: r["seed"])
+    return groups
+
+
+def summarize(out_dir: str, reference: Optional[str] = None, num_boot: int = 1000) -> List[Dict]:
+    """One row per (model, dataset, variant); see the module docstring."""
+    groups = group_records(bench_records(out_dir))
+    rows = []
+    for (model, dataset, variant), runs in groups.items():
+        aucs = [_metric(r, "AUC") for r in runs]
+        losses = [_metric(r, "logloss") for r in runs]
+        row = {"model": model, "dataset": dataset, "variant": variant, "num_seeds": len(runs),
+               "seeds": ",".join(str(r["seed"]) for r in runs), "auc_mean": _mean(aucs), "auc_std": _std(aucs),
+               "logloss_mean": _mean(losses), "logloss_std": _std(losses), "delta_auc": None, "delta_low": None,
+               "delta_high": None, "paired_seeds": 0, "num_params": runs[0].get("num_params"),
+               "flops_per_sample": runs[0].get("flops_per_sample"),
+               "train_samples_per_s": _mean(r.get("train_samples_per_s") for r in runs),
+               "infer_samples_per_s": _mean(r.get("infer_samples_per_s") for r in runs),
+               "peak_memory_mb": max((r.get("peak_memory_mb") or 0) for r in runs),
+               "best_epoch_mean": _mean(r.get("best_epoch") for r in runs)}
+        ref_runs = groups.get((reference, dataset, variant)) if reference else None
+        if ref_runs and model != reference:
+            row.update(_paired(out_dir, dataset, runs, ref_runs, num_boot))
+        rows.append(row)
+    return rows
+
+
+def _paired(out_dir: str, dataset: str, runs: List[dict], ref_runs: List[dict], num_boot: int) -> dict:
+    by_seed = {r["seed"]: r for r in ref_runs}
+    pairs = [(r, by_seed[r["seed"]]) for r in runs if r["seed"] in by_seed]
+    if not pairs:
+        return {}
+    y = np.load(labels_path(out_dir, dataset))
+    load = lambda r: np.load(os.path.join(out_dir, r["predictions"]))
+    res = paired_auc_difference(y, [load(a) for a, _ in pairs], [load(b) for _, b in pairs], num_boot=num_boot)
+    return {"delta_auc": res["delta"], "delta_low": res["low"], "delta_high": res["high"],
+            "paired_seeds": len(pairs)}
+
+
+def _cell(value, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown_table(rows: List[dict], reference: Optional[str]) -> str:
+    head = ["model", "dataset", "variant", "seeds", "test AUC", "test logloss", f"dAUC vs {reference} [95% CI]",
+            "params", "FLOPs/sample", "train samples/s", "infer samples/s", "peak MB", "best epoch"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        delta = "ref" if r["model"] == reference else (
+            "n/a" if r["delta_auc"] is None else
+            f"{r['delta_auc']:+.4f} [{r['delta_low']:+.4f}, {r['delta_high']:+.4f}] ({r['paired_seeds']} seeds)")
+        lines.append("| " + " | ".join([
+            r["model"], r["dataset"], "" if r["variant"] == "{}" else f"`{r['variant']}`", r["seeds"],
+            f"{r['auc_mean']:.4f} +- {r['auc_std']:.4f}", f"{r['logloss_mean']:.4f} +- {r['logloss_std']:.4f}",
+            delta, f"{r['num_params']:,}" if r["num_params"] else "n/a",
+            f"{r['flops_per_sample']:,.0f}" if r["flops_per_sample"] else "n/a",
+            _cell(r["train_samples_per_s"], 0), _cell(r["infer_samples_per_s"], 0),
+            _cell(r["peak_memory_mb"], 0), _cell(r["best_epoch_mean"], 1)]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(out_dir: str, reference: Optional[str] = None, num_boot: int = 1000) -> List[dict]:
+    """Write summary.csv/json/md and the AUC-vs-FLOPs figure; return the rows."""
+    from .figures import auc_vs_flops
+    rows = summarize(out_dir, reference, num_boot)
+    _atomic_text(os.path.join(out_dir, "summary.json"), json.dumps(rows, indent=2))
+    _atomic_text(os.path.join(out_dir, "summary.md"), markdown_table(rows, reference))
+    tmp = os.path.join(out_dir, f"summary.csv.tmp{os.getpid()}")
+    with open(tmp, "w", newline="") as fd:
+        writer = csv.DictWriter(fd, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, os.path.join(out_dir, "summary.csv"))
+    if rows:
+        auc_vs_flops(rows, os.path.join(out_dir, "auc_vs_flops.png"))
+    return rows
+
+
+def _atomic_text(path: str, text: str) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as fd:
+        fd.write(text)
+    os.replace(tmp, path)

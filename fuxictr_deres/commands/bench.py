@@ -1,0 +1,46 @@
+"""``fuxictr-deres bench``: models x datasets x seeds through the runner, resumable, with a summary (mean +- std,
+paired bootstrap AUC difference to a reference, params, FLOPs, speed, memory) as CSV, JSON, Markdown and a figure."""
+
+import argparse
+
+HELP = "benchmark expids <Model>_<dataset> over seeds (resumable) and summarise against a reference model"
+
+
+def _list(text: str):
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def execute(args: argparse.Namespace) -> int:
+    from ..bench.harness import plan, run_bench
+    from ..bench.summary import write_summary
+    from ..bench.synthetic import parse_overrides
+    if not args.summary_only:
+        if not (args.config and args.models and args.datasets):
+            raise ValueError("bench needs --config, --models and --datasets (or --summary-only)")
+        specs = plan(_list(args.models), _list(args.datasets), [int(s) for s in _list(args.seeds)],
+                     parse_overrides(args.set))
+        made = run_bench(args.config, specs, args.out, data_root=args.data_root, verbose=args.verbose)
+        print(f"{len(made)} runs made now, {len(specs) - len(made)} already in {args.out}/results.jsonl")
+    rows = write_summary(args.out, args.reference, args.bootstrap)
+    with open(f"{args.out}/summary.md") as fd:
+        print(fd.read(), end="")
+    print(f"wrote {args.out}/summary.csv, summary.json, summary.md" + (", auc_vs_flops.png" if rows else ""))
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("bench", help=HELP, description=HELP)
+    parser.add_argument("--config", help="config directory (dataset_config.yaml + model_config)")
+    parser.add_argument("--models", help="comma-separated model names: expids are <Model>_<dataset>")
+    parser.add_argument("--datasets", help="comma-separated dataset ids, e.g. frappe,criteo")
+    parser.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (default 1,2,3)")
+    parser.add_argument("--reference", default="OneTrans",
+                        help="model the paired AUC differences are taken against (default OneTrans)")
+    parser.add_argument("--out", required=True, help="output folder: results.jsonl, predictions/, summary.*")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="override a parameter of every run (value read as YAML), e.g. --set epochs=1")
+    parser.add_argument("--data_root", default=None, help="root of the prepared datasets")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates (default 1000)")
+    parser.add_argument("--summary-only", action="store_true", help="only (re)write the summary of --out")
+    parser.add_argument("--verbose", action="store_true", help="FuxiCTR's per-batch progress bars in the log")
+    parser.set_defaults(func=execute)

@@ -1,0 +1,101 @@
+"""Benchmark harness: the weighted AUC and paired bootstrap, resuming after a kill, predictions saved, summary
+files with the paired difference. Training is replaced by a fake that evaluates fixed predictions."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from fuxictr_deres import runner
+from fuxictr_deres.bench.bootstrap import RankedScores, paired_auc_difference
+from fuxictr_deres.bench.harness import labels_path, plan, prediction_path, run_bench
+from fuxictr_deres.bench.summary import write_summary
+from fuxictr_deres.cli import main
+from fuxictr_deres.errors import ConfigError
+from fuxictr_deres.results import read_records
+
+SMALL = {"epochs": 1, "num_layers": 1, "d_model": 16, "num_tokens": 4}
+
+
+def test_weighted_auc_matches_sklearn_on_repeated_rows():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    p = np.round(rng.random(400) + 0.3 * y, 2)                      # rounding makes ties
+    w = np.bincount(rng.integers(0, 400, 400), minlength=400)
+    ranked = RankedScores(y, p)
+    assert ranked.auc() == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    assert ranked.auc(w) == pytest.approx(roc_auc_score(np.repeat(y, w), np.repeat(p, w)), abs=1e-12)
+
+
+def test_paired_bootstrap_interval():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 3000)
+    strong = [y + rng.normal(0, 1.0, 3000) for _ in range(2)]
+    weak = [y + rng.normal(0, 1.6, 3000) for _ in range(2)]
+    same = paired_auc_difference(y, strong, strong, num_boot=50)
+    assert same["delta"] == 0 and same["low"] == 0 and same["high"] == 0
+    res = paired_auc_difference(y, strong, weak, num_boot=200)
+    assert res["low"] < res["delta"] < res["high"] and res["low"] > 0 and res["num_pairs"] == 2
+
+
+class FakeData:
+    feature_map = None
+
+
+def fake_trainer(fail_on=None):
+    """train_and_evaluate stand-in: one 'validation' round, then the 'test' evaluation on fixed rows."""
+    y = np.random.default_rng(0).integers(0, 2, 500).astype(np.float64)
+
+    class Model:
+        def evaluate_metrics(self, y_true, y_pred, metrics, group_id=None):
+            return {"AUC": roc_auc_score(y_true, y_pred), "logloss": 0.5}
+
+    def train_and_evaluate(params, data, on_eval=None):
+        if fail_on == (params["model"], params["seed"]):
+            raise KeyboardInterrupt("killed")
+        model = Model()
+        on_eval(0, {"AUC": 0.5}, model)
+        skill = 1.0 if params["model"] == "DeRes" else 0.6
+        noise = np.random.default_rng(params["seed"]).normal(0, 1, len(y))
+        test = model.evaluate_metrics(y, skill * y + noise, ["AUC", "logloss"])
+        return {"expid": params["model_id"], "model": params["model"], "dataset_id": params["dataset_id"],
+                "seed": params["seed"], "valid": test, "test": test, "num_params": 10, "best_epoch": 1,
+                "train_samples_per_s": 100.0, "infer_samples_per_s": 200.0, "peak_memory_mb": 1.0}
+    return train_and_evaluate
+
+
+def test_resume_predictions_and_summary(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "load_data", lambda params: FakeData())
+    out = str(tmp_path / "bench")
+    specs = plan(["DeRes", "OneTrans"], ["demo"], [1, 2], SMALL)
+    monkeypatch.setattr(runner, "train_and_evaluate", fake_trainer(fail_on=("OneTrans", 2)))
+    with pytest.raises(KeyboardInterrupt):
+        run_bench("benchmark_configs", specs, out, progress=False)
+    assert len(read_records(out)) == 3                           # the killed run left nothing behind
+    assert not os.path.exists(prediction_path(out, specs[-1].key))
+    monkeypatch.setattr(runner, "train_and_evaluate", fake_trainer())
+    made = run_bench("benchmark_configs", specs, out, progress=False)
+    assert [r["bench_key"] for r in made] == [specs[-1].key]     # only the killed run is redone
+    assert run_bench("benchmark_configs", specs, out, progress=False) == []
+    assert len(np.load(labels_path(out, "demo"))) == 500
+    assert all(os.path.exists(prediction_path(out, s.key)) for s in specs)
+    assert all(r["flops_per_sample"] > 0 for r in read_records(out))
+    rows = write_summary(out, "DeRes", num_boot=50)
+    onetrans = next(r for r in rows if r["model"] == "OneTrans")
+    assert onetrans["paired_seeds"] == 2 and onetrans["delta_high"] < 0
+    for name in ("summary.csv", "summary.json", "summary.md", "auc_vs_flops.png"):
+        assert os.path.getsize(os.path.join(out, name)) > 0
+    assert "dAUC vs DeRes" in open(os.path.join(out, "summary.md")).read()
+    assert json.load(open(os.path.join(out, "summary.json")))[0]["num_seeds"] == 2
+
+
+def test_unknown_expid_fails_before_training(tmp_path):
+    with pytest.raises(ConfigError, match="NoSuchModel_demo"):
+        run_bench("benchmark_configs", plan(["NoSuchModel"], ["demo"], [1]), str(tmp_path), progress=False)
+
+
+def test_summary_only_command(tmp_path, capsys):
+    assert main(["bench", "--summary-only", "--out", str(tmp_path)]) == 0
+    assert "summary.csv" in capsys.readouterr().out
