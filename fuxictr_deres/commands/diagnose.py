@@ -1,0 +1,91 @@
+"""``fuxictr-deres diagnose``: depth diagnostics of trained checkpoints (alpha heatmaps, gates, ||a||/||y||; mHC's
+H_res), one column per expid in one PNG, plus the numbers as JSON."""
+
+import argparse
+import itertools
+import os
+
+HELP = "depth diagnostics of trained checkpoints: alpha heatmap, gate means, ||a||/||y|| per read (PNG + JSON)"
+
+
+def _batches(args, params, model):
+    """The validation set (at most --batches batches) or synthetic batches on the model's FeatureMap."""
+    from ..bench.synthetic import synthetic_batch
+    if args.synthetic_batches:
+        return [synthetic_batch(model.feature_map, args.batch_size, seed=i) for i in range(args.synthetic_batches)]
+    from ..runner import load_data
+    data = load_data(params)
+    _, valid_gen = data.loaders(params, "train")
+    return itertools.islice(iter(valid_gen), args.batches) if args.batches else valid_gen
+
+
+def execute(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..bench.synthetic import build_for_measurement, expid_params, feature_map_for, parse_overrides
+    from ..config import load_expid
+    from ..diagnostics import collect_trace, plot_diagnostics, write_json
+    checkpoints = args.checkpoint or []
+    if checkpoints and len(checkpoints) != len(args.expid):
+        raise ValueError(f"give one --checkpoint per --expid ({len(args.expid)} expids, {len(checkpoints)} "
+                         f"checkpoints), or none to use each expid's <model_root>/<dataset_id>/<expid>.model")
+    overrides = parse_overrides(args.set)
+    traces = {}
+    for i, expid in enumerate(args.expid):
+        params = expid_params(args.config, expid, overrides)
+        if args.data_root:
+            params["data_root"] = os.path.abspath(args.data_root)
+        real = load_expid(args.config, expid)
+        path = checkpoints[i] if checkpoints else os.path.join(real["model_root"], params["dataset_id"],
+                                                               f"{expid}.model")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"expid {expid}: checkpoint {path} not found (train it with `fuxictr-deres run "
+                                    f"--expid {expid}`, or pass --checkpoint)")
+        fm, _ = feature_map_for(params, synthetic=bool(args.synthetic_batches))
+        model = build_for_measurement(params, fm)
+        if not hasattr(model, "rule"):
+            print(f"{expid}: model {params['model']} has no residual rule; skipped")
+            continue
+        try:
+            model.load_state_dict(torch.load(path, map_location="cpu"))
+        except RuntimeError as err:
+            raise ValueError(f"expid {expid}: checkpoint {path} does not fit this model/config: {err}") from err
+        trace = collect_trace(model, _batches(args, params, model))
+        rule = params.get("residual") or type(model.rule).__name__
+        traces[f"{expid} ({rule})"] = trace
+        print(f"{expid}: rule {rule}, {len(trace)} reads traced" + ("" if trace else " (the rule records none)"))
+        for e in trace:
+            extra = []
+            if "alpha_mean" in e:
+                extra.append("alpha " + " ".join(f"{v:.2f}" for v in e["alpha_mean"]))
+            if "gate_mean" in e:
+                extra.append(f"gate {sum(e['gate_mean']) / len(e['gate_mean']):.3f}")
+            if "read_to_identity" in e:
+                extra.append(f"|a|/|y| {e['read_to_identity']:.3f}")
+            if "H_res" in e:
+                extra.append("H_res diag " + " ".join(f"{row[j]:.2f}" for j, row in enumerate(e["H_res"])))
+            print(f"   read {e['read']:>2}: " + "; ".join(extra))
+    os.makedirs(args.out, exist_ok=True)
+    png, js = os.path.join(args.out, "depth_diagnostics.png"), os.path.join(args.out, "depth_diagnostics.json")
+    plot_diagnostics(traces, png)
+    write_json(traces, js)
+    print(f"wrote {png} and {js}")
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("diagnose", help=HELP, description=HELP)
+    parser.add_argument("--config", required=True, help="config directory (dataset_config.yaml + model_config)")
+    parser.add_argument("--expid", required=True, action="append", help="experiment id; repeat for side by side")
+    parser.add_argument("--checkpoint", action="append",
+                        help="checkpoint of each --expid, in order (default <model_root>/<dataset_id>/<expid>.model)")
+    parser.add_argument("--out", required=True, help="output folder for depth_diagnostics.png/json")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="override a parameter (YAML value), as the checkpoint was trained")
+    parser.add_argument("--data_root", default=None, help="root of the prepared datasets")
+    parser.add_argument("--batches", type=int, default=20, help="validation batches to run (0 = all; default 20)")
+    parser.add_argument("--synthetic-batches", type=int, default=0,
+                        help="run N synthetic batches on a synthetic FeatureMap instead of the validation set "
+                             "(the checkpoint must then come from a model on that map)")
+    parser.add_argument("--batch-size", type=int, default=256, help="rows per synthetic batch (default 256)")
+    parser.set_defaults(func=execute)

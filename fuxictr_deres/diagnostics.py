@@ -1,0 +1,109 @@
+"""Depth diagnostics of a trained model (specs/deres.md, "Diagnostics users expect"): run batches with
+``rule.trace = []`` and average, per read r over the batches, what the rule records:
+
+    DeRes / AttnRes (attnres_* subclass DeRes) / DenseFormer   alpha_mean[r, source] (and alpha_std),
+                                                               gate_mean[r, dim] (dual path), ||a|| / ||y||
+    mHC                                                        H_res[r] (n x n stream mixing), H_pre, H_post
+    HC                                                         A_r[r] (n x n), A_m, B
+
+and plot one column per model: (1) the depth weights alpha (read x source) heatmap, or mHC's H_res / HC's A_r
+averaged over reads; (2) the gate's per-dimension mean per read; (3) ||a|| / ||y|| per read. A panel a rule does
+not record says so.
+"""
+
+import json
+from typing import Dict, Iterable, List
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def collect_trace(model, batches: Iterable[dict]) -> List[dict]:
+    """Per read, the batch-average of every numeric field the model's rule records (empty if it records none)."""
+    rule = model.rule
+    per_read: Dict[int, Dict[str, list]] = {}
+    model.eval()
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                rule.trace = []
+                model(batch)
+                for entry in rule.trace:
+                    slot = per_read.setdefault(int(entry["read"]), {})
+                    for key, value in entry.items():
+                        if key != "read":
+                            slot.setdefault(key, []).append(np.asarray(torch.as_tensor(value).float()))
+    finally:
+        rule.trace = None
+    return [{"read": r, **{k: np.mean(np.stack(v), axis=0).tolist() for k, v in fields.items()}}
+            for r, fields in sorted(per_read.items())]
+
+
+def _ragged(rows: List[list]) -> np.ndarray:
+    width = max(len(r) for r in rows)
+    out = np.full((len(rows), width), np.nan)
+    for i, r in enumerate(rows):
+        out[i, :len(r)] = r
+    return out
+
+
+def _note(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=8, wrap=True, transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def plot_diagnostics(traces: Dict[str, List[dict]], path: str) -> str:
+    """One column per model (name -> collect_trace output), three rows of panels; returns the PNG path."""
+    names = list(traces)
+    fig, axes = plt.subplots(3, len(names), figsize=(4.6 * len(names), 10), squeeze=False)
+    for col, name in enumerate(names):
+        trace = traces[name]
+        top, mid, bottom = axes[0][col], axes[1][col], axes[2][col]
+        top.set_title(name, fontsize=9)
+        if not trace:
+            for ax in (top, mid, bottom):
+                _note(ax, "this rule records no depth trace")
+            continue
+        reads = [e["read"] for e in trace]
+        if "alpha_mean" in trace[0]:
+            im = top.imshow(_ragged([e["alpha_mean"] for e in trace]), aspect="auto", cmap="viridis")
+            top.set_xlabel("source (0 = X0 / b_0)")
+            top.set_ylabel("read")
+            top.set_yticks(range(len(reads)), reads, fontsize=6)
+            fig.colorbar(im, ax=top, label="alpha (mean over batch)")
+        elif "H_res" in trace[0] or "A_r" in trace[0]:
+            key = "H_res" if "H_res" in trace[0] else "A_r"
+            im = top.imshow(np.mean([np.asarray(e[key]) for e in trace], axis=0), cmap="viridis")
+            top.set_xlabel("source stream")
+            top.set_ylabel("target stream")
+            fig.colorbar(im, ax=top, label=f"{key}, mean over reads")
+        else:
+            _note(top, "no depth weights in this rule's trace")
+        if "gate_mean" in trace[0]:
+            im = mid.imshow(_ragged([e["gate_mean"] for e in trace]), aspect="auto", cmap="coolwarm", vmin=0, vmax=1)
+            mid.set_xlabel("dimension")
+            mid.set_ylabel("read")
+            fig.colorbar(im, ax=mid, label="gate g (1 = identity path)")
+        else:
+            _note(mid, "no gate (single-path rule)")
+        if "read_to_identity" in trace[0]:
+            bottom.plot(reads, [e["read_to_identity"] for e in trace], marker="o")
+            bottom.set_xlabel("read")
+            bottom.set_ylabel("||a|| / ||y||")
+            bottom.grid(True, alpha=0.3)
+        else:
+            _note(bottom, "||a|| / ||y|| not recorded by this rule")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_json(traces: Dict[str, List[dict]], path: str) -> None:
+    with open(path, "w") as fd:
+        json.dump(traces, fd, indent=1)
