@@ -1,0 +1,59 @@
+"""``fuxictr-deres speed``: training-step time ratio of two expids measured in one process (alternating steps,
+median of per-pair ratios) and each model's achieved FLOP/s as a fraction of the measured dense matmul throughput."""
+
+import argparse
+
+HELP = "training-step time ratio of two expids (interleaved, median) and achieved FLOP/s vs measured matmul"
+
+
+def execute(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..bench.synthetic import build_for_measurement, expid_params, feature_map_for, parse_overrides
+    from ..bench.synthetic import synthetic_batch
+    from ..flops import analytic_parts
+    from ..speed import achieved_flops, matmul_throughput, step_time_ratio, train_step
+    if len(args.expid) != 2:
+        raise ValueError(f"speed compares exactly two expids (--expid A --expid B), got {args.expid}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides = parse_overrides(args.set)
+    setups = []
+    for expid in args.expid:
+        params = expid_params(args.config, expid, overrides)
+        fm, note = feature_map_for(params, synthetic=args.synthetic)
+        model = build_for_measurement(params, fm)
+        batch = synthetic_batch(fm, args.batch_size, seed=1)
+        flops = sum(analytic_parts(model, synthetic_batch(fm, 2))[0].values())
+        setups.append((expid, params, model, batch, flops, note))
+    print(f"synthetic batches of {args.batch_size} rows on the {setups[0][5]}; torch threads "
+          f"{torch.get_num_threads()}; {args.warmup} warm-up pairs, {args.pairs} timed pairs (alternating order)")
+    res = step_time_ratio(train_step(setups[0][2], setups[0][3]), train_step(setups[1][2], setups[1][3]),
+                          args.pairs, args.warmup)
+    for (expid, params, _, _, flops, _), t in zip(setups, (res["time_a"], res["time_b"])):
+        rows = args.batch_size * int(params.get("num_tokens") or 1)
+        d = int(params.get("d_model") or params.get("embedding_dim") or 64)
+        kd = int(round(d * float(params.get("ffn_ratio") or 4)))
+        peak = matmul_throughput(rows, d, kd)
+        got = achieved_flops(flops, args.batch_size, t)
+        print(f"{expid}: step {t * 1e3:.1f} ms (median), {args.batch_size / t:,.0f} samples/s, forward "
+              f"{flops:,.0f} FLOPs/sample, achieved {got / 1e9:.2f} GFLOP/s = {100 * got / peak:.1f}% of the "
+              f"measured ({rows}, {d}) @ ({d}, {kd}) matmul throughput {peak / 1e9:.2f} GFLOP/s")
+    print(f"step time ratio {args.expid[0]} / {args.expid[1]}: median {res['ratio']:.3f} "
+          f"(per pair: {', '.join(f'{r:.3f}' for r in res['ratios'])})")
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("speed", help=HELP, description=HELP)
+    parser.add_argument("--config", required=True, help="config directory (dataset_config.yaml + model_config)")
+    parser.add_argument("--expid", required=True, action="append", help="experiment id; give exactly two (A, B)")
+    parser.add_argument("--batch-size", type=int, default=4096, help="rows per synthetic batch (default 4096)")
+    parser.add_argument("--pairs", type=int, default=7, help="timed A/B step pairs (default 7)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed warm-up pairs (default 2)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override for both expids (YAML value)")
+    parser.add_argument("--synthetic", action="store_true",
+                        help="always use a synthetic FeatureMap (default: the prepared dataset's when it exists; "
+                             "its embedding tables make the optimizer step realistic)")
+    parser.set_defaults(func=execute)
