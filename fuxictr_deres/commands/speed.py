@@ -30,11 +30,12 @@ def execute(args: argparse.Namespace) -> int:
           f"{torch.get_num_threads()}; {args.warmup} warm-up pairs, {args.pairs} timed pairs (alternating order)")
     res = step_time_ratio(train_step(setups[0][2], setups[0][3]), train_step(setups[1][2], setups[1][3]),
                           args.pairs, args.warmup)
+    peaks = {}
     for (expid, params, _, _, flops, _), t in zip(setups, (res["time_a"], res["time_b"])):
         rows = args.batch_size * int(params.get("num_tokens") or 1)
         d = int(params.get("d_model") or params.get("embedding_dim") or 64)
         kd = int(round(d * float(params.get("ffn_ratio") or 4)))
-        peak = matmul_throughput(rows, d, kd)
+        peak = peaks.setdefault((rows, d, kd), matmul_throughput(rows, d, kd))
         got = achieved_flops(flops, args.batch_size, t)
         print(f"{expid}: step {t * 1e3:.1f} ms (median), {args.batch_size / t:,.0f} samples/s, forward "
               f"{flops:,.0f} FLOPs/sample, achieved {got / 1e9:.2f} GFLOP/s = {100 * got / peak:.1f}% of the "
