@@ -35,7 +35,9 @@ def execute(args: argparse.Namespace) -> int:
         rows = args.batch_size * int(params.get("num_tokens") or 1)
         d = int(params.get("d_model") or params.get("embedding_dim") or 64)
         kd = int(round(d * float(params.get("ffn_ratio") or 4)))
-        peak = peaks.setdefault((rows, d, kd), matmul_throughput(rows, d, kd))
+        if (rows, d, kd) not in peaks:
+            peaks[(rows, d, kd)] = matmul_throughput(rows, d, kd)
+        peak = peaks[(rows, d, kd)]
         got = achieved_flops(flops, args.batch_size, t)
         print(f"{expid}: step {t * 1e3:.1f} ms (median), {args.batch_size / t:,.0f} samples/s, forward "
               f"{flops:,.0f} FLOPs/sample, achieved {got / 1e9:.2f} GFLOP/s = {100 * got / peak:.1f}% of the "
