@@ -57,7 +57,7 @@ def execute(args: argparse.Namespace) -> int:
         for e in trace:
             extra = []
             if "alpha_mean" in e:
-                extra.append("alpha " + " ".join(f"{v:.2f}" for v in e["alpha_mean"]))
+                extra.append("alpha " + " ".join(f"{v:.3g}" for v in e["alpha_mean"]))
             if "gate_mean" in e:
                 extra.append(f"gate {sum(e['gate_mean']) / len(e['gate_mean']):.3f}")
             if "read_to_identity" in e:
