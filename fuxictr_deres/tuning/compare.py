@@ -1,0 +1,70 @@
+"""FuxiCTR-style grid search against Optuna (TPE + pruning) at an equal trial count, on one space file.
+
+Both run as studies in the same storage (``<study>_grid``: GridSampler over the tuner_space lists, no pruning, as
+FuxiCTR's autotuner; ``<study>_tpe``: seeded TPE with the median pruner), with FuxiCTR's early stopping in both.
+Reported: the best validation value of each, the training epochs each spent, and the epochs Optuna had spent when
+it first reached the grid's best (the equal-budget comparison).
+"""
+
+import dataclasses
+import json
+import os
+from typing import Any, Dict, List, Optional
+
+import optuna
+from optuna.trial import TrialState
+
+from .outputs import write_outputs
+from .study import StudyOptions, run_study
+
+
+def study_summary(study: optuna.Study, target: Optional[float] = None) -> Dict[str, Any]:
+    """Best value, total epochs, and the cumulative epochs (by trial number) at which ``target`` was reached."""
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    better = (lambda a, b: a >= b) if maximize else (lambda a, b: a <= b)
+    spent, reached_at, best = 0.0, None, None
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        spent += float(t.user_attrs.get("epochs", 0.0) or 0.0)
+        if t.state != TrialState.COMPLETE:
+            continue
+        if best is None or better(t.value, best) and t.value != best:
+            best = t.value
+        if target is not None and reached_at is None and better(t.value, target):
+            reached_at = spent
+    states = [t.state.name for t in study.get_trials(deepcopy=False)]
+    return {"best": best, "epochs": spent, "epochs_to_target": reached_at, "trials": len(states),
+            "complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"), "failed": states.count("FAIL")}
+
+
+def compare_grid_tpe(options: StudyOptions) -> Dict[str, Any]:
+    """Run both studies with ``options.trials`` trials each; write ``<out>/compare.json`` and return the numbers."""
+    opts = options.resolved()
+    name = opts.study_name
+    runs = {}
+    for kind, sampler, pruner in (("grid", "grid", "none"), ("tpe", "tpe", opts.pruner)):
+        sub = dataclasses.replace(opts, study_name=f"{name}_{kind}", sampler=sampler, pruner=pruner,
+                                  out=os.path.join(opts.out, kind))
+        study = run_study(sub)
+        write_outputs(study, sub)
+        runs[kind] = study
+    grid = study_summary(runs["grid"])
+    tpe = study_summary(runs["tpe"], target=grid["best"])
+    result = {"space": opts.space_path, "trials": opts.trials, "grid": grid, "tpe": tpe}
+    with open(os.path.join(opts.out, "compare.json"), "w") as fd:
+        json.dump(result, fd, indent=2)
+    return result
+
+
+def format_comparison(result: Dict[str, Any]) -> List[str]:
+    """The lines ``tune --compare-grid`` prints."""
+    fmt = lambda v: "n/a" if v is None else f"{v:.6f}"
+    grid, tpe = result["grid"], result["tpe"]
+    reach = tpe["epochs_to_target"]
+    return [f"{'':22s}{'grid (FuxiCTR)':>16s}{'Optuna TPE+prune':>18s}",
+            f"{'best validation':22s}{fmt(grid['best']):>16s}{fmt(tpe['best']):>18s}",
+            f"{'training epochs':22s}{grid['epochs']:>16.2f}{tpe['epochs']:>18.2f}",
+            f"{'trials c/p/f':22s}{'%d/%d/%d' % (grid['complete'], grid['pruned'], grid['failed']):>16s}"
+            f"{'%d/%d/%d' % (tpe['complete'], tpe['pruned'], tpe['failed']):>18s}",
+            "Optuna reached the grid's best after "
+            + (f"{reach:.2f} epochs" if reach is not None else "- (not reached)")
+            + f" (grid spent {grid['epochs']:.2f})"]

@@ -1,0 +1,130 @@
+"""One Optuna trial = one in-process FuxiCTR training on data loaded once per study.
+
+The validation metric of every FuxiCTR evaluation round is reported to Optuna from the runner's ``on_eval`` hook,
+after FuxiCTR's own checkpoint, early-stopping and lr-decay logic ran; a pruned trial raises ``TrialPruned`` out of
+``fit``. Errors (a constructor refusing a combination, a NaN loss) are stored on the trial as ``error`` and
+re-raised so Optuna records it as FAIL; the study goes on.
+"""
+
+import contextlib
+import logging
+import math
+import os
+import shlex
+import sys
+from typing import Any, Dict, Optional
+
+import optuna
+from fuxictr.utils import Monitor
+
+from ..results import jsonable, write_result
+from ..runner import ExperimentData, train_and_evaluate
+from .recovery import ERROR_ATTR, INTERRUPTED_ATTR, WORKER_ATTR, worker_identity
+from .space import SearchSpace, apply_overrides
+
+#: per-trial bookkeeping keys of the stored config; the export leaves them out
+RUN_KEYS = ("model_id", "model_root", "data_root", "config_dir", "gpu", "data_loader")
+
+
+def trial_model_id(base_expid: str, number: int) -> str:
+    return f"{base_expid}_trial{number:04d}"
+
+
+@contextlib.contextmanager
+def log_to_file(path: str):
+    """Send the root logger (FuxiCTR's training log) to ``path`` only, so the progress bar stays readable."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    root = logging.getLogger()
+    saved, level = root.handlers[:], root.level
+    handler = logging.FileHandler(path, mode="w")
+    handler.setFormatter(logging.Formatter("%(asctime)s P%(process)d %(levelname)s %(message)s"))
+    root.handlers, root.level = [handler], logging.INFO
+    try:
+        yield
+    finally:
+        handler.close()
+        root.handlers, root.level = saved, level
+
+
+class EpochCounter:
+    """Training epochs spent so far (fractional when evaluation rounds fall inside an epoch)."""
+
+    def __init__(self):
+        self.epochs, self.rounds = 0.0, 0
+
+    def update(self, model) -> None:
+        self.epochs = model._total_steps / max(model._steps_per_epoch, 1)
+        self.rounds += 1
+
+
+class TrialObjective:
+    """Callable for ``study.optimize``: suggest, train, report, store metrics as user attributes."""
+
+    def __init__(self, space: SearchSpace, base_params: dict, data: ExperimentData, out_dir: str,
+                 sampler: str, command: Optional[str] = None, keep_checkpoints: bool = False):
+        self.space, self.base_params, self.data, self.sampler = space, base_params, data, sampler
+        self.out_dir = os.path.abspath(out_dir)
+        self.command = command or " ".join(shlex.quote(a) for a in sys.argv)
+        self.keep_checkpoints = keep_checkpoints
+        self.monitor = Monitor(base_params.get("monitor", "AUC"))
+
+    def trial_params(self, trial: optuna.Trial) -> Dict[str, Any]:
+        overrides = self.space.suggest(trial, self.sampler)
+        params = apply_overrides(self.base_params, overrides)
+        params.update(model_id=trial_model_id(self.space.base_expid, trial.number), verbose=0,
+                      model_root=os.path.join(self.out_dir, "checkpoints"))
+        trial.set_user_attr("overrides", jsonable(overrides))
+        return params
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        trial.set_user_attr(WORKER_ATTR, worker_identity())
+        counter = EpochCounter()
+        params: Dict[str, Any] = {}
+
+        def on_eval(round_index: int, logs: Dict[str, float], model) -> None:
+            counter.update(model)
+            value = self.monitor.get_value(logs)
+            trial.set_user_attr("epochs", counter.epochs)
+            trial.report(value, round_index)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after evaluation round {round_index + 1} "
+                                         f"(epoch {counter.epochs:g}): validation {value:.6f}")
+
+        try:
+            params = self.trial_params(trial)
+            os.makedirs(os.path.join(params["model_root"], params["dataset_id"]), exist_ok=True)
+            with log_to_file(os.path.join(self.out_dir, "logs", params["model_id"] + ".log")):
+                record = train_and_evaluate(params, self.data, on_eval=on_eval)
+            value = self.monitor.get_value(record["valid"])
+            if not math.isfinite(value):
+                raise FloatingPointError(f"validation {self.base_params.get('monitor')} is {value}")
+        except optuna.TrialPruned:
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr(INTERRUPTED_ATTR, "interrupted (Ctrl-C) before the trial finished")
+            raise
+        except Exception as err:
+            trial.set_user_attr(ERROR_ATTR, f"{type(err).__name__}: {err}")
+            raise
+        finally:
+            trial.set_user_attr("epochs", counter.epochs)
+            self._drop_checkpoint(params)
+        for split in ("valid", "test"):
+            for name, metric in record[split].items():
+                trial.set_user_attr(f"{split}_{name}", float(metric))
+        trial.set_user_attr("epochs", counter.epochs)
+        trial.set_user_attr("best_epoch", record["best_epoch"])
+        trial.set_user_attr("num_params", record["num_params"])
+        trial.set_user_attr("fit_seconds", record["fit_seconds"])
+        trial.set_user_attr("model_id", params["model_id"])
+        record["trial"] = trial.number
+        write_result(self.out_dir, record, self.command)
+        return value
+
+    def _drop_checkpoint(self, params: dict) -> None:
+        # a study of hundreds of trials would otherwise keep hundreds of model files; the export retrains the best
+        if self.keep_checkpoints or "model_id" not in params:
+            return
+        path = os.path.join(params["model_root"], params["dataset_id"], params["model_id"] + ".model")
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
