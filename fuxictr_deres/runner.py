@@ -72,6 +72,7 @@ def train_and_evaluate(params: dict, data: ExperimentData, on_eval: Optional[Eva
     """Seed, build, fit with FuxiCTR's early stopping, evaluate on valid and test; return the run's record."""
     seed_everything(seed=params["seed"])
     model = build_model(params, data.feature_map)
+    os.makedirs(model.model_dir, exist_ok=True)                 # FuxiCTR's save_weights does not create it
     num_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     monitor = TrainingMonitor(model, on_eval=on_eval, context=f"expid {params['model_id']}")
     train_gen, valid_gen = data.loaders(params, "train")

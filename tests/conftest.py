@@ -1,5 +1,6 @@
 """Shared fixtures: a small in-memory FuxiCTR FeatureMap and batches for model-level tests."""
 
+import os
 from collections import OrderedDict
 
 import pytest
@@ -43,3 +44,20 @@ def build_model(model_class, feature_map, seed: int = 7, **overrides):
 @pytest.fixture
 def feature_map(tmp_path):
     return toy_feature_map(str(tmp_path))
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(REPO, "benchmark_configs")
+# small enough for 2 CPU cores; the demo signal is still learnt well above AUC 0.5
+TINY = {"num_tokens": 4, "d_model": 16, "num_layers": 2, "num_heads": 2, "ffn_ratio": 2,
+        "head_hidden_units": [16], "epochs": 2, "batch_size": 2048, "verbose": 0}
+
+
+@pytest.fixture(scope="session")
+def demo_data_root(tmp_path_factory):
+    """The demo dataset, generated and prepared once per session through the normal preparation path."""
+    from fuxictr_deres.config import load_expid
+    from fuxictr_deres.data import ensure_dataset
+    root = str(tmp_path_factory.mktemp("data"))
+    ensure_dataset(load_expid(CONFIG, "DeRes_demo", data_root=root))
+    return root

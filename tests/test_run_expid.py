@@ -7,24 +7,16 @@ import sys
 
 import pytest
 
+from conftest import CONFIG, REPO, TINY
 from fuxictr_deres.cli import main as cli_main
 from fuxictr_deres.runner import run_expid
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = os.path.join(REPO, "benchmark_configs")
-# small enough for 2 CPU cores; the demo signal is still learnt well above AUC 0.5
-TINY = {"num_tokens": 4, "d_model": 16, "num_layers": 2, "num_heads": 2, "ffn_ratio": 2,
-        "head_hidden_units": [16], "epochs": 2, "batch_size": 2048, "verbose": 0}
 TINY_ARGS = [f"--set={k}={json.dumps(v)}" for k, v in TINY.items()]
 
 
-@pytest.fixture(scope="session")
-def data_root(tmp_path_factory):
-    """The demo dataset, generated and prepared once for the whole session through the normal path."""
-    root = str(tmp_path_factory.mktemp("data"))
-    run_expid(CONFIG, "OneTrans_demo", data_root=root, model_root=str(tmp_path_factory.mktemp("warmup")),
-              overrides=dict(TINY, epochs=1), write=False)
-    return root
+@pytest.fixture
+def data_root(demo_data_root):
+    return demo_data_root
 
 
 @pytest.mark.parametrize("expid", ["DeRes_demo", "OneTrans_demo"])
