@@ -15,6 +15,7 @@ from fuxictr_deres.bench.summary import write_summary
 from fuxictr_deres.cli import main
 from fuxictr_deres.errors import ConfigError
 from fuxictr_deres.results import read_records
+from conftest import CONFIG
 
 SMALL = {"epochs": 1, "num_layers": 1, "d_model": 16, "num_tokens": 4}
 
@@ -72,13 +73,13 @@ def test_resume_predictions_and_summary(tmp_path, monkeypatch):
     specs = plan(["DeRes", "OneTrans"], ["demo"], [1, 2], SMALL)
     monkeypatch.setattr(runner, "train_and_evaluate", fake_trainer(fail_on=("OneTrans", 2)))
     with pytest.raises(KeyboardInterrupt):
-        run_bench("benchmark_configs", specs, out, progress=False)
+        run_bench(CONFIG, specs, out, progress=False)
     assert len(read_records(out)) == 3                           # the killed run left nothing behind
     assert not os.path.exists(prediction_path(out, specs[-1].key))
     monkeypatch.setattr(runner, "train_and_evaluate", fake_trainer())
-    made = run_bench("benchmark_configs", specs, out, progress=False)
+    made = run_bench(CONFIG, specs, out, progress=False)
     assert [r["bench_key"] for r in made] == [specs[-1].key]     # only the killed run is redone
-    assert run_bench("benchmark_configs", specs, out, progress=False) == []
+    assert run_bench(CONFIG, specs, out, progress=False) == []
     assert len(np.load(labels_path(out, "demo"))) == 500
     assert all(os.path.exists(prediction_path(out, s.key)) for s in specs)
     assert all(r["flops_per_sample"] > 0 for r in read_records(out))
@@ -93,7 +94,7 @@ def test_resume_predictions_and_summary(tmp_path, monkeypatch):
 
 def test_unknown_expid_fails_before_training(tmp_path):
     with pytest.raises(ConfigError, match="NoSuchModel_demo"):
-        run_bench("benchmark_configs", plan(["NoSuchModel"], ["demo"], [1]), str(tmp_path), progress=False)
+        run_bench(CONFIG, plan(["NoSuchModel"], ["demo"], [1]), str(tmp_path), progress=False)
 
 
 def test_summary_only_command(tmp_path, capsys):

@@ -5,7 +5,7 @@ import json
 
 import torch
 
-from conftest import build_model, toy_batch
+from conftest import CONFIG, build_model, toy_batch
 from fuxictr_deres import models
 from fuxictr_deres.bench.synthetic import build_for_measurement, expid_params, synthetic_feature_map
 from fuxictr_deres.cli import main
@@ -29,11 +29,11 @@ def test_traces_and_plot(feature_map, tmp_path):
 def test_command_on_checkpoints(tmp_path, capsys):
     ckpts = []
     for expid in ("DeRes_demo", "AttnResBlock_demo"):
-        params = expid_params("benchmark_configs", expid, {"num_layers": 2, "d_model": 16, "num_tokens": 4})
+        params = expid_params(CONFIG, expid, {"num_layers": 2, "d_model": 16, "num_tokens": 4})
         model = build_for_measurement(params, synthetic_feature_map(params))
         ckpts.append(str(tmp_path / f"{expid}.model"))
         torch.save(model.state_dict(), ckpts[-1])
-    argv = ["diagnose", "--config", "benchmark_configs", "--out", str(tmp_path / "out"), "--synthetic-batches", "2",
+    argv = ["diagnose", "--config", CONFIG, "--out", str(tmp_path / "out"), "--synthetic-batches", "2",
             "--batch-size", "8", "--set", "num_layers=2", "--set", "d_model=16", "--set", "num_tokens=4"]
     for expid, ckpt in zip(("DeRes_demo", "AttnResBlock_demo"), ckpts):
         argv += ["--expid", expid, "--checkpoint", ckpt]

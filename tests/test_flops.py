@@ -4,7 +4,7 @@ overhead over OneTrans is small, and the command prints both counts and the over
 import pytest
 import torch
 
-from conftest import build_model, toy_batch
+from conftest import CONFIG, build_model, toy_batch
 from fuxictr_deres import models
 from fuxictr_deres.cli import main
 from fuxictr_deres.flops import analytic_parts, counter_mode, flop_report, prenorm_twin
@@ -61,11 +61,11 @@ def test_deres_overhead_under_five_percent(feature_map):
 
 
 def test_command_prints_counts_and_grid(capsys):
-    assert main(["flops", "--config", "benchmark_configs", "--expid", "DeRes_demo", "--synthetic",
+    assert main(["flops", "--config", CONFIG, "--expid", "DeRes_demo", "--synthetic",
                  "--set", "num_layers=2"]) == 0
     out = capsys.readouterr().out
     assert "FlopCounterMode" in out and "backbone (units + rule)" in out and "Pre-Norm twin" in out
-    assert main(["flops", "--config", "benchmark_configs", "--expid", "DeRes_demo", "--synthetic",
+    assert main(["flops", "--config", CONFIG, "--expid", "DeRes_demo", "--synthetic",
                  "--overhead-grid", "--widths", "32", "--depths", "1,2"]) == 0
     out = capsys.readouterr().out
     assert out.count("%") >= 4 and "overhead" in out

@@ -198,10 +198,10 @@ def test_dynamic_mhc_matches_the_package_on_equal_rms_streams(log_domain):
 def test_sinkhorn_matches_the_package():
     from hyper_connections.manifold_constrained_hyper_connections import (log_domain_sinkhorn_knopps,
                                                                          sinkhorn_knopps)
-    from fuxictr_deres.residuals.sinkhorn_knopp import sinkhorn_knopp
+    from fuxictr_deres.layers.sinkhorn import sinkhorn
     torch.manual_seed(0)
     logits = torch.randn(32, N, N) * 2
     # theirs normalises columns (dim -2) first on R; ours rows first on H_res = R^T
-    ours = sinkhorn_knopp(logits.transpose(-1, -2), iters=20).transpose(-1, -2)
+    ours = sinkhorn(logits.transpose(-1, -2), iters=20).transpose(-1, -2)
     torch.testing.assert_close(ours, log_domain_sinkhorn_knopps(logits, iters=20), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(ours, sinkhorn_knopps(logits, iters=20), rtol=1e-4, atol=1e-5)

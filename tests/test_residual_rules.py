@@ -227,25 +227,25 @@ def test_mhc_maps_respect_their_manifolds_off_init():
 
 @pytest.mark.parametrize("n", [2, 4, 8])
 def test_sinkhorn_is_doubly_stochastic_at_20_iterations(n):
-    from fuxictr_deres.residuals.sinkhorn_knopp import sinkhorn_knopp
+    from fuxictr_deres.layers.sinkhorn import sinkhorn
     torch.manual_seed(n)
     logits = torch.randn(256, n, n) * 0.5
     logits[0] = 0.0                                                    # uniform
     logits[1] = torch.full((n, n), -8.0).fill_diagonal_(0.0)           # mHC's H_res at init
-    m = sinkhorn_knopp(logits, iters=20)
+    m = sinkhorn(logits, iters=20)
     assert torch.all(m >= 0)
     assert (m.sum(-1) - 1).abs().max() < 1e-3 and (m.sum(-2) - 1).abs().max() < 1e-3
     torch.testing.assert_close(m[0], torch.full((n, n), 1.0 / n))
     # one iteration is not enough for general logits: the iterations matter
-    assert (sinkhorn_knopp(torch.randn(256, n, n) * 2, iters=1).sum(-1) - 1).abs().max() > 1e-3
+    assert (sinkhorn(torch.randn(256, n, n) * 2, iters=1).sum(-1) - 1).abs().max() > 1e-3
     with pytest.raises(ValueError, match="square"):
-        sinkhorn_knopp(torch.zeros(3, 4))
+        sinkhorn(torch.zeros(3, 4))
 
 
 def test_sinkhorn_large_logits_do_not_overflow():
-    from fuxictr_deres.residuals.sinkhorn_knopp import sinkhorn_knopp
+    from fuxictr_deres.layers.sinkhorn import sinkhorn
     torch.manual_seed(0)
-    m = sinkhorn_knopp(torch.randn(64, 4, 4) * 1000, iters=20)
+    m = sinkhorn(torch.randn(64, 4, 4) * 1000, iters=20)
     assert torch.isfinite(m).all()
     torch.testing.assert_close(m.sum(-2), torch.ones(64, 4), atol=1e-5, rtol=0)
 

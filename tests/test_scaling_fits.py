@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from conftest import CONFIG
 from fuxictr_deres.scaling.fits import (PowerLawAUC, compute_multiplier, depth_match, fit_f1, fit_f2, fit_f3,
                                         gamma_with_interval)
 
@@ -72,7 +73,7 @@ def test_report_from_stored_records(tmp_path, capsys):
                                    "test": {"AUC": auc, "logloss": float(2.5 * c ** -0.05)},
                                    "bench_key": spec.key, "bench_model": model, "bench_variant": spec.variant,
                                    "flops_per_sample": float(c)}, "test")
-    assert main(["scaling", "--config", "benchmark_configs", "--models", "DeRes,OneTrans", "--dataset", "demo",
+    assert main(["scaling", "--config", CONFIG, "--models", "DeRes,OneTrans", "--dataset", "demo",
                  "--out", out, "--set", "epochs=1", "--report-only", "--bootstrap", "40"]) == 0
     text = capsys.readouterr().out
     assert "gamma / gamma_OneTrans" in text and "DeRes at L=8" in text and "reaches OneTrans at L=16" in text

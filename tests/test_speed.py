@@ -2,6 +2,7 @@
 
 from fuxictr_deres.cli import main
 from fuxictr_deres.speed import step_time_ratio
+from conftest import CONFIG
 
 
 def test_ratio_alternates_and_counts_pairs():
@@ -11,7 +12,7 @@ def test_ratio_alternates_and_counts_pairs():
 
 
 def test_command_prints_fields(capsys):
-    assert main(["speed", "--config", "benchmark_configs", "--expid", "DeRes_demo", "--expid", "OneTrans_demo",
+    assert main(["speed", "--config", CONFIG, "--expid", "DeRes_demo", "--expid", "OneTrans_demo",
                  "--batch-size", "16", "--pairs", "2", "--warmup", "1", "--synthetic", "--set", "num_layers=1",
                  "--set", "d_model=16", "--set", "num_tokens=4"]) == 0
     out = capsys.readouterr().out

@@ -13,25 +13,10 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from fuxictr.features import FeatureMap
 
-from ..config import load_expid
+from ..config import apply_overrides, load_expid, parse_overrides  # noqa: F401 (re-exported)
 from ..errors import ConfigError
 
 SYNTHETIC_VOCAB = 100
-
-
-def parse_overrides(items: Optional[List[str]]) -> Dict[str, object]:
-    """``["num_layers=8", "residual_params={gate: static}"]`` -> dict; values are read as YAML (numbers, lists)."""
-    import yaml
-    out: Dict[str, object] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r}: expected key=value")
-        try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as err:
-            raise ConfigError(f"--set {item!r}: the value is not valid YAML: {err}") from err
-    return out
 
 
 def _feature_columns(params: dict) -> List[dict]:
@@ -103,7 +88,7 @@ def expid_params(config_dir: str, expid: str, overrides: Optional[dict] = None) 
     """The expid's merged parameters with ``overrides``; ``model_root`` points to a scratch folder so building a
     model for measurement never touches the real checkpoints."""
     params = load_expid(config_dir, expid)
-    params.update(overrides or {})
+    apply_overrides(params, overrides)
     params.setdefault("model_id", expid)
     params["gpu"] = params.get("gpu", -1)
     params["model_root"] = tempfile.gettempdir()

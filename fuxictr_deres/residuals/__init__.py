@@ -3,12 +3,29 @@
 import inspect
 from typing import Dict, Optional, Type
 
+from .attnres import AttnResBlockResidual, AttnResFullResidual
 from .base import ResidualRule
+from .denseformer import DenseFormerResidual
 from .deres import DeResResidual
+from .hyper_connections import HyperConnectionsResidual
+from .mhc import MHCResidual
+from .postnorm import PostNormResidual
 from .prenorm import PreNormResidual
+from .scaled_residual import LayerScaleResidual, LearnableResidual, ReZeroResidual, ScaledResidual
+from .siamese import SiameseNormResidual
 
 RESIDUAL_RULES: Dict[str, Type[ResidualRule]] = {
     "prenorm": PreNormResidual,
+    "postnorm": PostNormResidual,
+    "learnable": LearnableResidual,
+    "rezero": ReZeroResidual,
+    "layerscale": LayerScaleResidual,
+    "denseformer": DenseFormerResidual,
+    "hc": HyperConnectionsResidual,
+    "mhc": MHCResidual,
+    "attnres_full": AttnResFullResidual,
+    "attnres_block": AttnResBlockResidual,
+    "siamese": SiameseNormResidual,
     "deres": DeResResidual,
 }
 
@@ -43,34 +60,4 @@ def build_residual_rule(name: str, residual_params: Optional[dict], num_units: i
 
 
 __all__ = ["ResidualRule", "RESIDUAL_RULES", "register_residual_rule", "build_residual_rule",
-           "residual_rule_options", "PreNormResidual", "DeResResidual"]
-
-# --- residual-rule baselines (issue 4B): Post-Norm, scaled residuals, DenseFormer, HC, mHC, AttnRes ---
-from .postnorm import PostNormResidual  # noqa: E402
-
-register_residual_rule("postnorm", PostNormResidual)
-__all__ += ["PostNormResidual"]
-from .scaled_residual import LayerScaleResidual, LearnableResidual, ReZeroResidual, ScaledResidual  # noqa: E402
-from .denseformer import DenseFormerResidual  # noqa: E402
-from .attnres import AttnResBlockResidual, AttnResFullResidual  # noqa: E402
-
-register_residual_rule("learnable", LearnableResidual)
-register_residual_rule("rezero", ReZeroResidual)
-register_residual_rule("layerscale", LayerScaleResidual)
-register_residual_rule("denseformer", DenseFormerResidual)
-register_residual_rule("attnres_full", AttnResFullResidual)
-register_residual_rule("attnres_block", AttnResBlockResidual)
-__all__ += ["ScaledResidual", "LearnableResidual", "ReZeroResidual", "LayerScaleResidual", "DenseFormerResidual",
-            "AttnResFullResidual", "AttnResBlockResidual"]
-from .hyper_connections import HyperConnectionsResidual  # noqa: E402
-
-register_residual_rule("hc", HyperConnectionsResidual)
-__all__ += ["HyperConnectionsResidual"]
-from .mhc import MHCResidual  # noqa: E402
-
-register_residual_rule("mhc", MHCResidual)
-__all__ += ["MHCResidual"]
-from .siamese import SiameseNormResidual  # noqa: E402
-
-register_residual_rule("siamese", SiameseNormResidual)
-__all__ += ["SiameseNormResidual"]
+           "residual_rule_options"] + sorted({cls.__name__ for cls in RESIDUAL_RULES.values()} | {"ScaledResidual"})

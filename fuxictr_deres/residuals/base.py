@@ -74,3 +74,23 @@ class ResidualRule(nn.Module):
 def keep_last_tokens(x: torch.Tensor, n: int) -> torch.Tensor:
     """Slice (..., T, d) states to their last n tokens (the pyramid keeps the tail queries)."""
     return x[..., x.shape[-2] - n:, :]
+
+
+class SingleStreamRule(ResidualRule):
+    """A rule whose state is one token tensor x (B, T, d) that every unit reads whole; subclasses define only
+    ``update`` (Pre-Norm, Post-Norm, the scaled residuals)."""
+
+    def init(self, x0: torch.Tensor) -> torch.Tensor:
+        return x0
+
+    def unit_input(self, state: torch.Tensor, u: int) -> torch.Tensor:
+        return state
+
+    def readout(self, state: torch.Tensor) -> torch.Tensor:
+        return state
+
+    def shrink(self, state: torch.Tensor, num_tokens: int) -> torch.Tensor:
+        return keep_last_tokens(state, num_tokens)
+
+    def current_tokens(self, state: torch.Tensor) -> int:
+        return state.shape[1]

@@ -22,7 +22,7 @@ from torch import nn
 
 from .. import flops_rules
 from .hyper_connections import StreamResidual
-from .sinkhorn_knopp import sinkhorn_knopp
+from ..layers.sinkhorn import sinkhorn
 
 #: Sinkhorn's normalisation steps per iteration, counted as 5 elementwise ops per entry (max, sub, exp, sum, sub)
 _SINKHORN_OPS_PER_STEP = 5
@@ -76,7 +76,7 @@ class MHCResidual(StreamResidual):
                 res = a[2] * z[..., 2 * n:].unflatten(-1, (n, n)) + res
         else:
             pre, post, res = pre.view(1, 1, n), post.view(1, 1, n), res.view(1, 1, n, n)
-        return torch.sigmoid(pre), sinkhorn_knopp(res, self.sinkhorn_iters), 2 * torch.sigmoid(post)
+        return torch.sigmoid(pre), sinkhorn(res, self.sinkhorn_iters), 2 * torch.sigmoid(post)
 
     def flops(self, num_tokens: int) -> int:
         t, d, n = num_tokens, self.d_model, self.num_streams

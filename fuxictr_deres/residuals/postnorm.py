@@ -9,12 +9,12 @@ import torch
 from torch import nn
 
 from .. import flops_rules
-from .base import ResidualRule, keep_last_tokens
+from .base import SingleStreamRule
 
 POSTNORM_NORMS = ("layernorm", "rmsnorm")
 
 
-class PostNormResidual(ResidualRule):
+class PostNormResidual(SingleStreamRule):
     """x_{u+1} = Norm_u(x_u + f_u(x_u)), one norm per unit with gain 1 (and bias 0) at init."""
 
     def __init__(self, num_units: int, d_model: int, num_tokens: int, units_per_layer: int = 2,
@@ -32,23 +32,8 @@ class PostNormResidual(ResidualRule):
         for norm in self.norms:
             norm.reset_parameters()
 
-    def init(self, x0: torch.Tensor) -> torch.Tensor:
-        return x0
-
-    def unit_input(self, state: torch.Tensor, u: int) -> torch.Tensor:
-        return state
-
     def update(self, state: torch.Tensor, u: int, out: torch.Tensor) -> torch.Tensor:
         return self.norms[u](state + out)
-
-    def readout(self, state: torch.Tensor) -> torch.Tensor:
-        return state
-
-    def shrink(self, state: torch.Tensor, num_tokens: int) -> torch.Tensor:
-        return keep_last_tokens(state, num_tokens)
-
-    def current_tokens(self, state: torch.Tensor) -> int:
-        return state.shape[1]
 
     def flops(self, num_tokens: int) -> int:
         t, d = num_tokens, self.d_model

@@ -11,12 +11,12 @@ The scales are raw ``nn.Parameter``s restored by ``init_weights``, so they survi
 import torch
 from torch import nn
 
-from .base import ResidualRule, keep_last_tokens
+from .base import SingleStreamRule
 
 SCALE_TARGETS = ("identity", "branch")
 
 
-class ScaledResidual(ResidualRule):
+class ScaledResidual(SingleStreamRule):
     """x <- s_u * x + f_u(x) (``target=identity``) or x <- x + s_u * f_u(x) (``target=branch``), with s_u a
     per-dimension vector (``vector=True``) or a scalar, initialised to ``init``."""
 
@@ -33,25 +33,10 @@ class ScaledResidual(ResidualRule):
         with torch.no_grad():
             self.scale.fill_(self.init_value)
 
-    def init(self, x0: torch.Tensor) -> torch.Tensor:
-        return x0
-
-    def unit_input(self, state: torch.Tensor, u: int) -> torch.Tensor:
-        return state
-
     def update(self, state: torch.Tensor, u: int, out: torch.Tensor) -> torch.Tensor:
         if self.target == "identity":
             return self.scale[u] * state + out
         return state + self.scale[u] * out
-
-    def readout(self, state: torch.Tensor) -> torch.Tensor:
-        return state
-
-    def shrink(self, state: torch.Tensor, num_tokens: int) -> torch.Tensor:
-        return keep_last_tokens(state, num_tokens)
-
-    def current_tokens(self, state: torch.Tensor) -> int:
-        return state.shape[1]
 
     def flops(self, num_tokens: int) -> int:
         return self.num_units * 2 * num_tokens * self.d_model              # one scale, one add per unit
