@@ -119,15 +119,16 @@ def test_resume_keeps_completed_trials_and_retries_a_killed_one(tmp_path, data_r
     killed = study.ask()
     lr = killed.suggest_float("learning_rate", 1.e-4, 1.e-2, log=True)
     killed.set_user_attr(WORKER_ATTR, _dead_worker())
-    opts.trials = 2
+    opts.trials = 3
     trials = run_study(opts).get_trials()
     assert trials[0].state == TrialState.COMPLETE and trials[0].value == first[0].value
     assert trials[0].datetime_complete == first[0].datetime_complete
     assert trials[1].state == TrialState.FAIL and "killed" in trials[1].user_attrs[INTERRUPTED_ATTR]
-    assert [t.state for t in trials[2:]] == [TrialState.COMPLETE]
+    assert [t.state for t in trials[2:]] == [TrialState.COMPLETE, TrialState.COMPLETE]
     assert trials[2].user_attrs[RETRY_ATTR] == 1 and trials[2].params["learning_rate"] == lr
-    # nothing is owed any more: a third run trains nothing
-    assert len(run_study(opts).get_trials()) == 3
+    assert trials[3].params != trials[0].params          # the resumed sampler does not replay its first draws
+    # nothing is owed any more: another run trains nothing
+    assert len(run_study(opts).get_trials()) == 4
 
 
 def test_two_worker_processes_share_a_journal_study(tmp_path, data_root):

@@ -82,14 +82,21 @@ def direction_of(params: dict) -> str:
 
 def open_study(opts: StudyOptions, space: SearchSpace, params: dict, worker: int = 0,
                pruner: Optional[optuna.pruners.BasePruner] = None) -> optuna.Study:
-    """Create or load the study; worker ``i`` seeds TPE/random with ``seed + i`` (no two draw the same), while
-    every worker shares the grid's seed (grid ids index one seeded shuffle of the grid)."""
-    seed = opts.seed if opts.sampler == "grid" else opts.seed + worker
-    return optuna.create_study(
+    """Create or load the study, with a sampler seeded for this worker and this point of the study.
+
+    TPE's first draws and random search depend on the seed alone, so a resumed study or a second worker with the
+    same seed would repeat earlier configurations: the seed is offset by the worker index and by the number of
+    trials already in the study (still reproducible: a fresh study with one job uses ``seed`` itself). The grid
+    keeps one seed for all (grid ids index one seeded shuffle of the grid).
+    """
+    study = optuna.create_study(
         study_name=opts.study_name, storage=open_storage(opts.storage, stale_trial_callback=retry_callback),
-        sampler=make_sampler(opts.sampler, space, seed),
         pruner=pruner or make_pruner(opts.pruner, params.get("epochs", 1)),
         direction=direction_of(params), load_if_exists=True)
+    existing = len(study.get_trials(deepcopy=False))
+    seed = opts.seed if opts.sampler == "grid" else opts.seed + worker + 7919 * existing
+    study.sampler = make_sampler(opts.sampler, space, seed)
+    return study
 
 
 class BudgetCallback:
