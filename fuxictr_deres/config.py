@@ -8,6 +8,7 @@ keys from ``dataset_config.yaml``. On top of that this loader
 - rejects numbers that YAML read as strings (``1e-3`` is a string in YAML 1.1; write ``1.e-3``).
 """
 
+import copy
 import difflib
 import glob
 import os
@@ -29,15 +30,25 @@ def _yaml_files(config_dir: str, kind: str) -> List[str]:
     return sorted(glob.glob(os.path.join(config_dir, kind, "*.yaml")))
 
 
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_yaml_cache: Dict[tuple, dict] = {}
+
+
 def _read_yaml(path: str) -> dict:
-    try:
-        with open(path, "r") as fd:
-            content = yaml.safe_load(fd) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
-    if not isinstance(content, dict):
-        raise ConfigError(f"{path}: expected a mapping of ids to settings at the top level")
-    return content
+    """A config file's top-level mapping, parsed once per (path, mtime, size): commands read the same files
+    many times and the config folder holds hundreds of expids."""
+    stat = os.stat(path)
+    key = (os.path.abspath(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _yaml_cache:
+        try:
+            with open(path, "r") as fd:
+                content = yaml.load(fd, Loader=_SafeLoader) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        if not isinstance(content, dict):
+            raise ConfigError(f"{path}: expected a mapping of ids to settings at the top level")
+        _yaml_cache[key] = content
+    return copy.deepcopy(_yaml_cache[key])
 
 
 def list_expids(config_dir: str) -> Dict[str, str]:

@@ -9,6 +9,9 @@ from fuxictr.features import FeatureMap
 
 NUM_CAT, NUM_NUMERIC, VOCAB = 6, 2, 50
 
+# Tiny test models: one thread avoids the thread-sync overhead that dominates small ops on a 2-core machine.
+torch.set_num_threads(1)
+
 
 def toy_feature_map(tmp_dir: str) -> FeatureMap:
     fm = FeatureMap("toy", tmp_dir)
