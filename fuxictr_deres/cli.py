@@ -10,6 +10,7 @@ import sys
 from typing import Callable, List, Optional
 
 from . import commands
+from .cpu_allocator import keep_freed_memory
 from .errors import ConfigError, NonFiniteLossError
 
 #: errors whose message is the whole story for the user: printed without a traceback, exit code 2
@@ -17,6 +18,7 @@ USER_ERRORS = (ConfigError, NonFiniteLossError, FileNotFoundError, ValueError)
 
 
 def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    keep_freed_memory()
     try:
         return func(args) or 0
     except USER_ERRORS as err:
