@@ -53,7 +53,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "benchmark_configs")
 # small enough for 2 CPU cores; the demo signal is still learnt well above AUC 0.5
 TINY = {"num_tokens": 4, "d_model": 16, "num_layers": 2, "num_heads": 2, "ffn_ratio": 2,
-        "head_hidden_units": [16], "epochs": 2, "batch_size": 2048, "verbose": 0}
+        "head_hidden_units": [16], "epochs": 2, "batch_size": 512, "verbose": 0}
 
 
 @pytest.fixture(scope="session")
