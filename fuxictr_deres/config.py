@@ -140,14 +140,16 @@ def parse_overrides(items) -> Dict[str, object]:
 
 
 def apply_overrides(params: dict, overrides: Optional[Dict[str, object]]) -> dict:
-    """Set ``overrides`` into ``params`` in place; a dotted key sets inside a mapping (``residual_params.tau``)."""
+    """A copy of ``params`` with ``overrides`` set; a dotted key sets inside a mapping (``residual_params.tau``),
+    copying the inner mappings so ``params`` itself is never changed."""
+    out = dict(params)
     for key, value in (overrides or {}).items():
-        target, parts = params, key.split(".")
+        target, parts = out, key.split(".")
         for part in parts[:-1]:
-            if target.get(part) is None:
-                target[part] = {}
-            if not isinstance(target[part], dict):
+            inner = target.get(part)
+            if inner is not None and not isinstance(inner, dict):
                 raise ConfigError(f"override {key}: {part!r} is not a mapping")
+            target[part] = dict(inner or {})
             target = target[part]
         target[parts[-1]] = value
-    return params
+    return out

@@ -108,7 +108,7 @@ def run_expid(config_dir: str, expid: str, gpu: int = -1, data_root: Optional[st
               command: Optional[str] = None, write: bool = True) -> Dict[str, Any]:
     """Load ``expid`` from ``config_dir``, train and evaluate it, append its record to the results files."""
     params = load_expid(config_dir, expid, data_root=data_root, model_root=model_root)
-    apply_overrides(params, overrides)
+    params = apply_overrides(params, overrides)
     params["gpu"] = gpu
     set_logger(params)
     logging.info("Params: " + print_to_json({k: v for k, v in params.items()}))

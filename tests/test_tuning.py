@@ -211,7 +211,7 @@ def test_list_valued_and_nested_options_reach_the_params():
         seen.add(repr(overrides["head_hidden_units"]))
         assert overrides["residual_params.num_blocks"] in (2, 4, 6, 8)
     assert seen == {"[64]", "[128, 64]"}
-    from fuxictr_deres.tuning.space import apply_overrides
+    from fuxictr_deres.config import apply_overrides
     base = {"residual_params": {"path_mode": "dual"}}
     assert apply_overrides(base, {"residual_params.num_blocks": 4}) == {
         "residual_params": {"path_mode": "dual", "num_blocks": 4}}

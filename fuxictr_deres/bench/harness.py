@@ -139,7 +139,7 @@ def _log_to_file(path: str) -> None:
 def run_params(config_dir: str, spec: RunSpec, out_dir: str, data_root: Optional[str] = None,
                verbose: bool = False) -> dict:
     params = load_expid(config_dir, spec.expid, data_root=data_root)
-    apply_overrides(params, spec.overrides)
+    params = apply_overrides(params, spec.overrides)
     params["seed"] = spec.seed
     params["gpu"] = params.get("gpu", -1)
     # one checkpoint folder per run: <out>/checkpoints/<key>/<dataset_id>/<expid>.model (for `diagnose`)

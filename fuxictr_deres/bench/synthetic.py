@@ -88,7 +88,7 @@ def expid_params(config_dir: str, expid: str, overrides: Optional[dict] = None) 
     """The expid's merged parameters with ``overrides``; ``model_root`` points to a scratch folder so building a
     model for measurement never touches the real checkpoints."""
     params = load_expid(config_dir, expid)
-    apply_overrides(params, overrides)
+    params = apply_overrides(params, overrides)
     params.setdefault("model_id", expid)
     params["gpu"] = params.get("gpu", -1)
     params["model_root"] = tempfile.gettempdir()

@@ -10,9 +10,10 @@ import yaml
 from fuxictr.utils import load_dataset_config
 from optuna.trial import TrialState
 
+from ..config import apply_overrides
 from ..results import jsonable
 from .objective import RUN_KEYS
-from .space import SearchSpace, apply_overrides
+from .space import SearchSpace
 
 
 def tuned_expid(space: SearchSpace) -> str:

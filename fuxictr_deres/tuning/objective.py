@@ -17,10 +17,11 @@ from typing import Any, Dict, Optional
 import optuna
 from fuxictr.utils import Monitor
 
+from ..config import apply_overrides
 from ..results import jsonable, write_result
 from ..runner import ExperimentData, train_and_evaluate
 from .recovery import ERROR_ATTR, INTERRUPTED_ATTR, WORKER_ATTR, worker_identity
-from .space import SearchSpace, apply_overrides
+from .space import SearchSpace
 
 #: per-trial bookkeeping keys of the stored config; the export leaves them out
 RUN_KEYS = ("model_id", "model_root", "data_root", "config_dir", "gpu", "data_loader")

@@ -70,25 +70,6 @@ class Dimension:
         return trial.suggest_float(self.key, float(self.low), float(self.high), step=self.step, log=self.log)
 
 
-def set_nested(params: dict, key: str, value: Any) -> None:
-    """``params[a][b] = value`` for ``key = 'a.b'``, copying the inner dicts so the base stays untouched."""
-    head, _, rest = key.partition(".")
-    if not rest:
-        params[head] = value
-        return
-    inner = dict(params.get(head) or {})
-    set_nested(inner, rest, value)
-    params[head] = inner
-
-
-def apply_overrides(params: dict, overrides: Dict[str, Any]) -> dict:
-    """A copy of ``params`` with the (possibly dotted) ``overrides`` set."""
-    out = dict(params)
-    for key, value in overrides.items():
-        set_nested(out, key, value)
-    return out
-
-
 def _number(path: str, where: str, name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         hint = " (YAML reads 1e-3 as text: write 1.e-3)" if isinstance(value, str) else ""
