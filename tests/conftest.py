@@ -1,7 +1,6 @@
 """Shared fixtures: a small in-memory FuxiCTR FeatureMap and batches for model-level tests."""
 
 import os
-from collections import OrderedDict
 
 import pytest
 import torch

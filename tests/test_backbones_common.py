@@ -1,7 +1,6 @@
 """Every backbone baseline on the toy FeatureMap: output shape, finite gradients everywhere, one train step,
 a positive analytic FLOP count per unit."""
 
-import math
 
 import pytest
 import torch

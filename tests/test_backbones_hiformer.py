@@ -1,7 +1,6 @@
 """HiFormer (arXiv 2311.05884): composite low-rank Q/K, task-token query in the last layer."""
 
 import torch
-import torch.nn.functional as F
 
 from conftest import build_model, toy_batch
 from fuxictr_deres.layers import TokenAttention

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import build_model, toy_batch
+from conftest import build_model
 from fuxictr_deres.layers.chunk_tokenizer import ChunkTokenizer
 from fuxictr_deres.layers.mixing import TokenMixing, token_mix
 from fuxictr_deres.models import RankMixer

@@ -9,7 +9,7 @@ import pytest
 
 from fuxictr_deres.data import ensure_dataset, read_prepared
 from fuxictr_deres.data.build import AVAZU_COLUMNS
-from fuxictr_deres.data.demo import DENSE_COLS, SPARSE_COLS, demo_params, write_criteo_demo
+from fuxictr_deres.data.demo import demo_params, write_criteo_demo
 from fuxictr_deres.data.raw_chunks import BadInputError
 from fuxictr_deres.data.splits import SPLITS, stratified_folds
 

@@ -5,7 +5,6 @@ import multiprocessing as mp
 import os
 
 import pytest
-import torch
 
 from conftest import build_model, toy_batch
 from fuxictr_deres.errors import NonFiniteLossError

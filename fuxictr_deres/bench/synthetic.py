@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from fuxictr.features import FeatureMap
 
-from ..config import apply_overrides, load_expid, parse_overrides  # noqa: F401 (re-exported)
+from ..config import apply_overrides, load_expid
 from ..errors import ConfigError
 
 SYNTHETIC_VOCAB = 100

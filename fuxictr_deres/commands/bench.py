@@ -13,7 +13,7 @@ def _list(text: str):
 def execute(args: argparse.Namespace) -> int:
     from ..bench.harness import plan, run_bench
     from ..bench.summary import write_summary
-    from ..bench.synthetic import parse_overrides
+    from ..config import parse_overrides
     if not args.summary_only:
         if not (args.config and args.models and args.datasets):
             raise ValueError("bench needs --config, --models and --datasets (or --summary-only)")

@@ -22,7 +22,8 @@ def _batches(args, params, model):
 def execute(args: argparse.Namespace) -> int:
     import torch
 
-    from ..bench.synthetic import build_for_measurement, expid_params, feature_map_for, parse_overrides
+    from ..bench.synthetic import build_for_measurement, expid_params, feature_map_for
+    from ..config import parse_overrides
     from ..config import load_expid
     from ..diagnostics import collect_trace, plot_diagnostics, write_json
     checkpoints = args.checkpoint or []

@@ -15,7 +15,8 @@ def _fmt(value) -> str:
 
 
 def execute(args: argparse.Namespace) -> int:
-    from ..bench.synthetic import expid_params, feature_map_for, parse_overrides
+    from ..bench.synthetic import expid_params, feature_map_for
+    from ..config import parse_overrides
     from ..flops import expid_flops, has_rule, overhead_grid, prenorm_twin, rule_overhead
     overrides = parse_overrides(args.set)
     out = []

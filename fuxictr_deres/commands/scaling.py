@@ -57,7 +57,7 @@ def _jsonable(results: dict) -> dict:
 
 
 def execute(args: argparse.Namespace) -> int:
-    from ..bench.synthetic import parse_overrides
+    from ..config import parse_overrides
     from ..scaling.figure import scaling_figure
     from ..scaling.sweep import analyse, gather, run_sweep
     models, depths = _list(args.models), [int(d) for d in _list(args.depths)]

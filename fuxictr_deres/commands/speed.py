@@ -9,7 +9,8 @@ HELP = "training-step time ratio of two expids (interleaved, median) and achieve
 def execute(args: argparse.Namespace) -> int:
     import torch
 
-    from ..bench.synthetic import build_for_measurement, expid_params, feature_map_for, parse_overrides
+    from ..bench.synthetic import build_for_measurement, expid_params, feature_map_for
+    from ..config import parse_overrides
     from ..bench.synthetic import synthetic_batch
     from ..flops import analytic_parts
     from ..speed import achieved_flops, matmul_throughput, step_time_ratio, train_step

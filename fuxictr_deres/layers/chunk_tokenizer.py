@@ -4,7 +4,6 @@ chunk to d with its own linear: X0_t = chunk_t W_t + b_t."""
 import torch
 from torch import nn
 
-from .. import flops_rules
 from .token_linear import TokenLinear
 
 

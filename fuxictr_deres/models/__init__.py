@@ -1,6 +1,6 @@
 """FuxiCTR model classes of this plugin, found by the name a config gives in ``model:``."""
 
-from typing import Dict, Type
+from typing import Dict
 
 from .deres import DeRes
 from .fuxictr_models import DCNv2, FinalMLP

@@ -8,7 +8,7 @@ token-specific FFN, on Chunk tokens.
 Params about 2 k L T d^2, FLOPs about 4 k L T d^2.
 """
 
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import torch
 from torch import nn

@@ -7,7 +7,6 @@
 
 from typing import List
 
-import torch
 from torch import nn
 from fuxictr.pytorch.layers import FeatureEmbedding, MLP_Block
 from fuxictr.pytorch.models import BaseModel

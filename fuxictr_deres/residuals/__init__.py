@@ -11,7 +11,7 @@ from .hyper_connections import HyperConnectionsResidual
 from .mhc import MHCResidual
 from .postnorm import PostNormResidual
 from .prenorm import PreNormResidual
-from .scaled_residual import LayerScaleResidual, LearnableResidual, ReZeroResidual, ScaledResidual
+from .scaled_residual import LayerScaleResidual, LearnableResidual, ReZeroResidual, ScaledResidual  # noqa: F401
 from .siamese import SiameseNormResidual
 
 RESIDUAL_RULES: Dict[str, Type[ResidualRule]] = {

@@ -17,7 +17,7 @@ final norm the model starts as the Pre-Norm model. Unconstrained A_r products ca
 """
 
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import nn

@@ -1,6 +1,5 @@
 """Everything a finished (or resumed) study leaves in ``<out>/``: tables, figures and the exported best expid."""
 
-import os
 from typing import List
 
 import optuna
