@@ -85,6 +85,23 @@ def test_hc_initialisation_matches_the_package(dynamic):
             assert torch.equal(rule.norm_gain[u], ref.norm.gamma + 1)
 
 
+def assert_step_and_stack_match(refs, rule, unit_index):
+    """One residual step of unit ``unit_index`` on arbitrary streams, then the whole stack (expand, U units,
+    sum of streams), ours against the package's."""
+    units = make_units()
+    torch.manual_seed(0)
+    h = torch.randn(B, T, N, D)
+    branch_input, add_residual = refs[unit_index](to_theirs(h))
+    state = StreamState(h)
+    mine_input = rule.unit_input(state, unit_index)
+    torch.testing.assert_close(mine_input, branch_input, rtol=1e-5, atol=1e-5)
+    out = units[unit_index](mine_input)
+    torch.testing.assert_close(rule.update(state, unit_index, out).h, from_theirs(add_residual(out)),
+                               rtol=1e-5, atol=1e-5)
+    x0 = torch.randn(B, T, D)
+    torch.testing.assert_close(rule.run(x0, units), run_theirs(refs, x0, units), rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("dynamic", [False, True])
 def test_hc_matches_the_package_step_and_stack(dynamic):
     refs = nn.ModuleList(HyperConnections(N, dim=D, layer_index=u, tanh=True) for u in range(U))
@@ -96,21 +113,7 @@ def test_hc_matches_the_package_step_and_stack(dynamic):
                 ref.dynamic_beta_fn.zero_()
     rule = build_residual_rule("hc", {"dynamic": dynamic, "eps": 1e-12}, U, D, T)
     copy_hc(refs, rule)
-    units = make_units()
-
-    # one residual step on arbitrary streams
-    torch.manual_seed(0)
-    h = torch.randn(B, T, N, D)
-    branch_input, add_residual = refs[2](to_theirs(h))
-    state = StreamState(h)
-    mine_input = rule.unit_input(state, 2)
-    torch.testing.assert_close(mine_input, branch_input, rtol=1e-5, atol=1e-5)
-    out = units[2](mine_input)
-    torch.testing.assert_close(rule.update(state, 2, out).h, from_theirs(add_residual(out)), rtol=1e-5, atol=1e-5)
-
-    # the whole stack: expand, U units, sum of streams
-    x0 = torch.randn(B, T, D)
-    torch.testing.assert_close(rule.run(x0, units), run_theirs(refs, x0, units), rtol=1e-4, atol=1e-4)
+    assert_step_and_stack_match(refs, rule, 2)
 
 
 # ---------------------------------------------------------------- mHC
@@ -150,19 +153,7 @@ def test_static_mhc_matches_the_package_step_and_stack(log_domain):
             ref.dynamic_beta_fn.zero_()
     rule = build_residual_rule("mhc", {"dynamic": False}, U, D, T)
     copy_mhc(refs, rule)
-    units = make_units()
-
-    torch.manual_seed(0)
-    h = torch.randn(B, T, N, D)
-    branch_input, add_residual = refs[1](to_theirs(h))
-    state = StreamState(h)
-    mine_input = rule.unit_input(state, 1)
-    torch.testing.assert_close(mine_input, branch_input, rtol=1e-5, atol=1e-5)
-    out = units[1](mine_input)
-    torch.testing.assert_close(rule.update(state, 1, out).h, from_theirs(add_residual(out)), rtol=1e-5, atol=1e-5)
-
-    x0 = torch.randn(B, T, D)
-    torch.testing.assert_close(rule.run(x0, units), run_theirs(refs, x0, units), rtol=1e-4, atol=1e-4)
+    assert_step_and_stack_match(refs, rule, 1)
 
 
 @pytest.mark.parametrize("log_domain", [False, True])
