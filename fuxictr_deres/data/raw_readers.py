@@ -52,10 +52,3 @@ def scan_criteo_tsv(path, dtypes=None):
         default = pl.String if name.startswith("C") else pl.Float64
         schema[name] = (dtypes or {}).get(name, default)
     return pl.scan_csv(path, separator="\t", has_header=False, schema=schema, quote_char=None)
-
-
-def scan_header_csv(path, dtypes=None, separator=","):
-    """A CSV file with a header row (BARS layout, e.g. Frappe_x1 ``label,user,item,...``)."""
-    names = pl.scan_csv(path, separator=separator, n_rows=1).collect_schema().names()
-    overrides = {k: v for k, v in (dtypes or {}).items() if k in names}
-    return pl.scan_csv(path, separator=separator, schema_overrides=overrides, low_memory=False)
