@@ -100,3 +100,21 @@ def test_unknown_expid_fails_before_training(tmp_path):
 def test_summary_only_command(tmp_path, capsys):
     assert main(["bench", "--summary-only", "--out", str(tmp_path)]) == 0
     assert "summary.csv" in capsys.readouterr().out
+
+
+def test_backbone_at_its_own_structure_is_paired_with_the_only_reference_variant(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "load_data", lambda params: FakeData())
+    monkeypatch.setattr(runner, "train_and_evaluate", fake_trainer())
+    out = str(tmp_path / "bench")
+    run_bench(CONFIG, plan(["OneTrans"], ["demo"], [1, 2], SMALL), out, progress=False)
+    run_bench(CONFIG, plan(["DeRes"], ["demo"], [1, 2], dict(SMALL, d_model=8)), out, progress=False)
+    deres = next(r for r in write_summary(out, "OneTrans", num_boot=50) if r["model"] == "DeRes")
+    assert deres["variant"] != json.dumps(SMALL, sort_keys=True)
+    assert deres["paired_seeds"] == 2 and deres["delta_low"] > 0
+
+    # two reference variants: which one a third variant should be paired with is ambiguous, so none is
+    run_bench(CONFIG, plan(["OneTrans"], ["demo"], [1, 2], dict(SMALL, d_model=8)), out, progress=False)
+    run_bench(CONFIG, plan(["DeRes"], ["demo"], [1], dict(SMALL, d_model=12)), out, progress=False)
+    rows = write_summary(out, "OneTrans", num_boot=50)
+    lone = next(r for r in rows if r["model"] == "DeRes" and '"d_model": 12' in r["variant"])
+    assert lone["delta_auc"] is None and lone["paired_seeds"] == 0

@@ -1,7 +1,7 @@
 """Summary of a benchmark folder: per model, dataset and variant (overrides), over seeds
 
-    test AUC and logloss mean +- std (sample std), the paired AUC difference to the reference model (same dataset and
-    variant, seeds matched by seed) with a bootstrap 95% interval over test rows, params, analytic FLOPs/sample,
+    test AUC and logloss mean +- std (sample std), the paired AUC difference to the reference model (same dataset; the
+    reference's runs under the same overrides, or its only variant there; seeds matched by seed) with a bootstrap 95% interval over test rows, params, analytic FLOPs/sample,
     train and inference samples/s, peak memory, best epoch;
 
 written as ``summary.csv``, ``summary.json`` and ``summary.md`` (+ ``auc_vs_flops.png`` from figures.py).
@@ -75,11 +75,23 @@ def summarize(out_dir: str, reference: Optional[str] = None, num_boot: int = 100
                "infer_samples_per_s": _mean(r.get("infer_samples_per_s") for r in runs),
                "peak_memory_mb": max((r.get("peak_memory_mb") or 0) for r in runs),
                "best_epoch_mean": _mean(r.get("best_epoch") for r in runs)}
-        ref_runs = groups.get((reference, dataset, variant)) if reference else None
+        ref_runs = _reference_runs(groups, reference, dataset, variant) if reference else None
         if ref_runs and model != reference:
             row.update(_paired(out_dir, dataset, runs, ref_runs, num_boot))
         rows.append(row)
     return rows
+
+
+def _reference_runs(groups: "OrderedDict[tuple, List[dict]]", reference: str, dataset: str,
+                    variant: str) -> Optional[List[dict]]:
+    """The reference's runs under the same overrides; failing that, its only variant on the dataset. A backbone
+    run at its own published structure (other overrides) is still paired on the same test rows, which is what the
+    bootstrap needs; with several reference variants the choice would be ambiguous, so there is none."""
+    same = groups.get((reference, dataset, variant))
+    if same:
+        return same
+    others = [runs for (m, d, _), runs in groups.items() if m == reference and d == dataset]
+    return others[0] if len(others) == 1 else None
 
 
 def _paired(out_dir: str, dataset: str, runs: List[dict], ref_runs: List[dict], num_boot: int) -> dict:
