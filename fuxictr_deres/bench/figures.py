@@ -22,16 +22,18 @@ def variant_labels(rows: List[dict]) -> List[str]:
 def auc_vs_flops(rows: List[dict], path: str) -> str:
     """Scatter with error bars of the summary rows; returns the PNG path."""
     datasets = sorted({r["dataset"] for r in rows})
-    fig, axes = plt.subplots(1, len(datasets), figsize=(5.5 * len(datasets), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(8.5 * len(datasets), 5.0), squeeze=False)
     models = sorted({r["model"] for r in rows})
-    colors = {m: plt.cm.tab10(i % 10) for i, m in enumerate(models)}
+    # a colour x marker pair per model: tab10 alone repeats after ten models and a table has twenty or more
+    styles = {m: (plt.cm.tab10(i % 10), "osD^vP*X<>"[(i // 10) % 10]) for i, m in enumerate(models)}
     for ax, dataset in zip(axes[0], datasets):
         for r, extra in zip(rows, variant_labels(rows)):
             if r["dataset"] != dataset or not r["flops_per_sample"]:
                 continue
             label = f"{r['model']} {extra}".strip()
-            ax.errorbar(r["flops_per_sample"], r["auc_mean"], yerr=r["auc_std"], fmt="o", capsize=3,
-                        color=colors[r["model"]], label=label)
+            color, marker = styles[r["model"]]
+            ax.errorbar(r["flops_per_sample"], r["auc_mean"], yerr=r["auc_std"], fmt=marker, capsize=3,
+                        color=color, label=label)
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("forward FLOPs / sample (analytic)")
@@ -40,7 +42,7 @@ def auc_vs_flops(rows: List[dict], path: str) -> str:
         ax.grid(True, alpha=0.3)
         handles, labels = ax.get_legend_handles_labels()
         unique = dict(zip(labels, handles))
-        ax.legend(unique.values(), unique.keys(), fontsize=7)
+        ax.legend(unique.values(), unique.keys(), fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
