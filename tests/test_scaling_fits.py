@@ -79,3 +79,21 @@ def test_report_from_stored_records(tmp_path, capsys):
     assert "gamma / gamma_OneTrans" in text and "DeRes at L=8" in text and "reaches OneTrans at L=16" in text
     for name in ("scaling.md", "scaling.json", "scaling.png"):
         assert (tmp_path / name).stat().st_size > 0
+
+
+def test_falling_auc_gives_a_flat_fit_and_no_multiplier():
+    """AUC that falls with depth (an under-trained sweep) puts F1's gamma at its bound: the report must call the
+    gamma ratio and compute multiplier undefined instead of printing 1.00 and 0.00x."""
+    from fuxictr_deres.commands.scaling import report_markdown
+    from fuxictr_deres.scaling.fits import is_flat
+    from fuxictr_deres.scaling.sweep import MethodPoints, analyse
+    falling = [[0.940, 0.939], [0.933, 0.934], [0.930, 0.931], [0.928, 0.929]]
+    rising = [[TRUE(c) + d for d in (-1e-4, 1e-4)] for c in COMPUTE[:4]]
+    points = {"DeRes": MethodPoints("DeRes", [1, 2, 4, 8], list(COMPUTE[:4]), rising, rising),
+              "OneTrans": MethodPoints("OneTrans", [1, 2, 4, 8], list(COMPUTE[:4]), falling, falling)}
+    res = analyse(points, "OneTrans", num_boot=20)
+    assert is_flat(res["OneTrans"]["f1"]) and not is_flat(res["DeRes"]["f1"])
+    assert "compute_multiplier" not in res["DeRes"] and "gamma_ratio" not in res["DeRes"]
+    assert "lower bound for OneTrans" in res["DeRes"]["undefined"]
+    text = report_markdown(res, "OneTrans", "demo")
+    assert "undefined (flat fit)" in text and "at bound (AUC not rising)" in text and "0.00x" not in text

@@ -13,6 +13,7 @@ def _list(text: str):
 
 
 def report_markdown(results: dict, reference: str, dataset: str) -> str:
+    from ..scaling.fits import is_flat
     lines = [f"# Compute-AUC scaling on {dataset}", "",
              "C = analytic forward FLOPs/sample. F1: AUC = A - B C^(-gamma) (primary); F2: AUC% = a + gamma2 "
              "log2(C); F3: logloss = A C^(-alpha). Intervals: 95% bootstrap over seeds.", "",
@@ -30,14 +31,17 @@ def report_markdown(results: dict, reference: str, dataset: str) -> str:
         f1, (lo, hi), (lo2, hi2) = r["f1"], r["gamma_ci"], r["f2_gamma_ci"]
         ratio = "ref" if m == reference else (
             f"{r['gamma_ratio']:.2f} [{r['gamma_ratio_ci'][0]:.2f}, {r['gamma_ratio_ci'][1]:.2f}]"
-            if "gamma_ratio" in r else "n/a")
-        lines.append(f"| {m} | {f1.A:.4f} | {f1.B:.4g} | {f1.gamma:.3f} [{lo:.3f}, {hi:.3f}] | "
+            if "gamma_ratio" in r else "undefined (flat fit)" if "undefined" in r else "n/a")
+        gamma = "at bound (AUC not rising)" if is_flat(f1) else f"{f1.gamma:.3f}"
+        lines.append(f"| {m} | {f1.A:.4f} | {f1.B:.4g} | {gamma} [{lo:.3f}, {hi:.3f}] | "
                      f"{r['f2']['gamma']:.3f} [{lo2:.3f}, {hi2:.3f}] | {r['f3']['alpha']:.4f} | {ratio} |")
     lines.append("")
     for m, r in results.items():
         if "compute_multiplier" in r:
             mult = ", ".join(f"L={d}: {x:.2f}x" for d, x in zip(r["depths"], r["compute_multiplier"]))
             lines.append(f"- compute {reference} needs to match {m}'s fitted AUC (C_ref / C): {mult}")
+        if "undefined" in r:
+            lines.append(f"- {m} vs {reference}: {r['undefined']}")
         match = r.get("depth_match")
         if match:
             verb = "reaches" if match["reaches"] else "does not reach"

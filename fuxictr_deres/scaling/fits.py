@@ -39,6 +39,16 @@ class PowerLawAUC:
         return float((self.B / (self.A - auc)) ** (1.0 / self.gamma))
 
 
+#: F1's lower bound on gamma (the fit needs gamma > 0)
+GAMMA_MIN = 1e-6
+
+
+def is_flat(fit: "PowerLawAUC") -> bool:
+    """Whether F1's gamma sits at its lower bound: AUC does not rise with compute over the points, the fitted curve
+    is a constant, and "the compute at equal AUC" (and any ratio of gammas) has no meaning."""
+    return fit.gamma <= 100 * GAMMA_MIN
+
+
 def _f1_scaled(x, a, b, g):
     return a - b * np.power(x, -g)
 
@@ -65,7 +75,7 @@ def fit_f1(compute: Sequence[float], auc: Sequence[float], a_max: float = 1.0) -
     a0 = min(max(a0, a_low + 1e-12), a_high - 1e-12) if a_high > a_low else a_low
     with warnings.catch_warnings():                        # 3 points leave no covariance: not needed here
         warnings.simplefilter("ignore", OptimizeWarning)
-        popt, _ = curve_fit(_f1_scaled, x, y, p0=[a0, b0, g0], bounds=([a_low, 1e-12, 1e-6], [a_high, np.inf, 10.0]),
+        popt, _ = curve_fit(_f1_scaled, x, y, p0=[a0, b0, g0], bounds=([a_low, 1e-12, GAMMA_MIN], [a_high, np.inf, 10.0]),
                             method="trf", ftol=1e-15, xtol=1e-15, gtol=1e-15, max_nfev=20000)
     a, b, g = (float(v) for v in popt)
     rmse = float(np.sqrt(np.mean((_f1_scaled(x, a, b, g) - y) ** 2)))

@@ -75,6 +75,12 @@ def analyse(points: Dict[str, MethodPoints], reference: str, num_boot: int = 100
     for m, res in out.items():
         if m == reference or not ref or "f1" not in res or "f1" not in ref:
             continue
+        flat = [name for name, r in ((m, res), (reference, ref)) if fits.is_flat(r["f1"])]
+        if flat:
+            res["undefined"] = (f"F1's gamma is at its lower bound for {' and '.join(flat)}: AUC does not rise with "
+                                f"compute over these depths, so the gamma ratio and the compute multiplier are "
+                                f"undefined")
+            continue
         res["gamma_ratio"] = res["gamma"] / ref["gamma"]
         res["gamma_ratio_ci"] = fits.ratio_interval(res["gamma_samples"], ref["gamma_samples"])
         res["compute_multiplier"] = [fits.compute_multiplier(res["f1"], ref["f1"], c) for c in res["compute"]]
