@@ -1,8 +1,9 @@
 """Summary of a benchmark folder: per model, dataset and variant (overrides), over seeds
 
-    test AUC and logloss mean +- std (sample std), the paired AUC difference to the reference model (same dataset; the
-    reference's runs under the same overrides, or its only variant there; seeds matched by seed) with a bootstrap 95% interval over test rows, params, analytic FLOPs/sample,
-    train and inference samples/s, peak memory, best epoch;
+    test AUC and logloss mean +- std (sample std), the paired AUC difference to the reference model (same dataset;
+    the reference's runs under the same overrides, or its only variant there; seeds matched by seed) with a bootstrap
+    95% interval over test rows, params, analytic FLOPs/sample, train and inference samples/s, peak memory, best
+    epoch;
 
 written as ``summary.csv``, ``summary.json`` and ``summary.md`` (+ ``auc_vs_flops.png`` from figures.py).
 """

@@ -23,8 +23,7 @@ def execute(args: argparse.Namespace) -> int:
     import torch
 
     from ..bench.synthetic import build_for_measurement, expid_params, feature_map_for
-    from ..config import parse_overrides
-    from ..config import load_expid
+    from ..config import load_expid, parse_overrides
     from ..diagnostics import collect_trace, plot_diagnostics, write_json
     checkpoints = args.checkpoint or []
     if checkpoints and len(checkpoints) != len(args.expid):

@@ -9,9 +9,8 @@ HELP = "training-step time ratio of two expids (interleaved, median) and achieve
 def execute(args: argparse.Namespace) -> int:
     import torch
 
-    from ..bench.synthetic import build_for_measurement, expid_params, feature_map_for
+    from ..bench.synthetic import build_for_measurement, expid_params, feature_map_for, synthetic_batch
     from ..config import parse_overrides
-    from ..bench.synthetic import synthetic_batch
     from ..flops import analytic_parts
     from ..speed import achieved_flops, matmul_throughput, step_time_ratio, train_step
     if len(args.expid) != 2:

@@ -75,8 +75,8 @@ def fit_f1(compute: Sequence[float], auc: Sequence[float], a_max: float = 1.0) -
     a0 = min(max(a0, a_low + 1e-12), a_high - 1e-12) if a_high > a_low else a_low
     with warnings.catch_warnings():                        # 3 points leave no covariance: not needed here
         warnings.simplefilter("ignore", OptimizeWarning)
-        popt, _ = curve_fit(_f1_scaled, x, y, p0=[a0, b0, g0], bounds=([a_low, 1e-12, GAMMA_MIN], [a_high, np.inf, 10.0]),
-                            method="trf", ftol=1e-15, xtol=1e-15, gtol=1e-15, max_nfev=20000)
+        popt, _ = curve_fit(_f1_scaled, x, y, p0=[a0, b0, g0],
+                            bounds=([a_low, 1e-12, GAMMA_MIN], [a_high, np.inf, 10.0]), method="trf", ftol=1e-15, xtol=1e-15, gtol=1e-15, max_nfev=20000)
     a, b, g = (float(v) for v in popt)
     rmse = float(np.sqrt(np.mean((_f1_scaled(x, a, b, g) - y) ** 2)))
     return PowerLawAUC(a, b * c0 ** g, g, rmse)                # B C^-g = b (C / C0)^-g
