@@ -13,6 +13,7 @@ from fuxictr_deres.bench.bootstrap import RankedScores, paired_auc_difference
 from fuxictr_deres.bench.harness import labels_path, plan, prediction_path, run_bench
 from fuxictr_deres.bench.summary import write_summary
 from fuxictr_deres.cli import main
+from fuxictr_deres.config import load_expid
 from fuxictr_deres.errors import ConfigError
 from fuxictr_deres.results import read_records
 from conftest import CONFIG
@@ -63,7 +64,8 @@ def fake_trainer(fail_on=None):
         test = model.evaluate_metrics(y, skill * y + noise, ["AUC", "logloss"])
         return {"expid": params["model_id"], "model": params["model"], "dataset_id": params["dataset_id"],
                 "seed": params["seed"], "valid": test, "test": test, "num_params": 10, "best_epoch": 1,
-                "train_samples_per_s": 100.0, "infer_samples_per_s": 200.0, "peak_memory_mb": 1.0}
+                "train_samples_per_s": 100.0, "infer_samples_per_s": 200.0, "peak_memory_mb": 1.0,
+                "config": dict(params)}
     return train_and_evaluate
 
 
@@ -118,3 +120,46 @@ def test_backbone_at_its_own_structure_is_paired_with_the_only_reference_variant
     rows = write_summary(out, "OneTrans", num_boot=50)
     lone = next(r for r in rows if r["model"] == "DeRes" and '"d_model": 12' in r["variant"])
     assert lone["delta_auc"] is None and lone["paired_seeds"] == 0
+
+
+def test_reuse_copies_runs_of_an_identical_training_config_and_trains_the_rest(tmp_path, monkeypatch, capsys):
+    """A table run at the expid's own learning rate is the sweep's run with that rate spelled out: it is copied
+    (same predictions, source named), not trained; a seed the table lacks is trained."""
+    monkeypatch.setattr(runner, "load_data", lambda params: FakeData())
+    monkeypatch.setattr(runner, "train_and_evaluate", fake_trainer())
+    table, sweep = str(tmp_path / "table"), str(tmp_path / "sweep")
+    run_bench(CONFIG, plan(["DeRes", "OneTrans"], ["demo"], [1], SMALL), table, progress=False)
+
+    trained, inner = [], fake_trainer()
+
+    def counting_trainer(params, data, on_eval=None):
+        trained.append(params["seed"])
+        return inner(params, data, on_eval)
+    monkeypatch.setattr(runner, "train_and_evaluate", counting_trainer)
+    spelled_out = dict(SMALL, learning_rate=load_expid(CONFIG, "DeRes_demo")["learning_rate"])
+    specs = plan(["DeRes"], ["demo"], [1, 2], spelled_out)
+    assert main(["bench", "--config", CONFIG, "--models", "DeRes", "--datasets", "demo", "--seeds", "1,2",
+                 "--out", sweep, "--reuse", table, "--bootstrap", "20"]
+                + [a for k, v in spelled_out.items() for a in ("--set", f"{k}={v}")]) == 0
+    assert "1 runs trained now, 1 copied from --reuse" in capsys.readouterr().out
+    assert trained == [2]
+    source = next(r for r in read_records(table) if r["model"] == "DeRes")
+    copy = next(r for r in read_records(sweep) if r["seed"] == 1)
+    assert copy["bench_key"] == specs[0].key != source["bench_key"]
+    assert copy["copied_from"].endswith(f"{source['bench_key']}") and copy["test"] == source["test"]
+    assert np.array_equal(np.load(prediction_path(sweep, specs[0].key)),
+                          np.load(prediction_path(table, source["bench_key"])))
+    assert np.array_equal(np.load(labels_path(sweep, "demo")), np.load(labels_path(table, "demo")))
+
+    # a different training config (another learning rate) is not a copy of anything
+    other = str(tmp_path / "other")
+    run_bench(CONFIG, plan(["DeRes"], ["demo"], [1], dict(SMALL, learning_rate=0.5)), other, progress=False,
+              reuse=[table])
+    assert "copied_from" not in read_records(other)[0] and trained == [2, 1]
+
+
+def test_reuse_of_a_folder_without_results_fails_before_training(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "train_and_evaluate", lambda *a, **k: pytest.fail("trained"))
+    with pytest.raises(FileNotFoundError, match="no results.jsonl"):
+        run_bench(CONFIG, plan(["DeRes"], ["demo"], [1], SMALL), str(tmp_path / "out"), progress=False,
+                  reuse=[str(tmp_path / "missing")])

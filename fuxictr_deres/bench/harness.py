@@ -6,6 +6,10 @@ with a ``bench_key`` = hash(expid, seed, overrides); a re-run skips the keys alr
 its record was appended is simply redone. Test predictions go to ``<out>/predictions/<key>.npy`` (temp + rename)
 BEFORE the record, so a record always has its predictions; the test labels once per dataset to
 ``<out>/predictions/<dataset_id>.labels.npy``.
+
+Reuse: a run of another results folder (``reuse``) whose resolved training config is identical to a planned run's
+(everything but where its files go) is copied in under the planned run's key instead of being trained again, e.g. the
+L=4 runs of a benchmark table as the L=4 points of a depth sweep. The copy names its source in ``copied_from``.
 """
 
 import hashlib
@@ -15,15 +19,17 @@ import os
 import shlex
 import sys
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..config import apply_overrides, load_expid
 from ..errors import ConfigError
-from ..results import jsonable, read_records, write_result
+from ..results import RESULTS_JSONL, jsonable, read_records, write_result
 
 PREDICTIONS = "predictions"
+# config keys that say where a run's files go or how much it logs, not what it trains
+PLACE_KEYS = ("model_root", "verbose", "data_loader")
 
 
 @dataclass
@@ -104,6 +110,42 @@ def _store_labels(out_dir: str, dataset_id: str, y: np.ndarray) -> None:
     save_array(path, y)
 
 
+def training_identity(config: dict) -> str:
+    """What a run trains, as canonical JSON: its resolved config without the keys of ``PLACE_KEYS``."""
+    return json.dumps(jsonable({k: v for k, v in config.items() if k not in PLACE_KEYS}), sort_keys=True)
+
+
+def reusable_runs(folders: Sequence[str]) -> Dict[str, Tuple[str, dict]]:
+    """The finished runs of ``folders`` by training identity (the first folder listed wins a tie)."""
+    found: Dict[str, Tuple[str, dict]] = {}
+    for folder in folders:
+        if not os.path.isfile(os.path.join(folder, RESULTS_JSONL)):
+            raise FileNotFoundError(f"reuse folder {folder}: no {RESULTS_JSONL} there (expected a bench or scaling "
+                                    f"output folder)")
+        for record in read_records(folder):
+            if "config" in record and "predictions" in record and "bench_key" in record:
+                found.setdefault(training_identity(record["config"]), (folder, record))
+    return found
+
+
+def copy_run(source: str, record: dict, spec: RunSpec, out_dir: str, command: str) -> dict:
+    """Append ``record`` of folder ``source`` to ``out_dir`` as the run ``spec``, with its test predictions."""
+    dataset_id = record["dataset_id"]
+    _store_labels(out_dir, dataset_id, np.load(labels_path(source, dataset_id)))
+    save_array(prediction_path(out_dir, spec.key), np.load(os.path.join(source, record["predictions"])))
+    copied = dict(record, bench_key=spec.key, bench_model=spec.model, bench_variant=spec.variant,
+                  overrides=spec.overrides, copied_from=f"{os.path.abspath(source)}:{record['bench_key']}",
+                  predictions=os.path.relpath(prediction_path(out_dir, spec.key), out_dir))
+    write_result(out_dir, copied, command)
+    return copied
+
+
+def added_text(added: List[dict]) -> str:
+    """'N runs trained now, K copied from --reuse' for the records ``run_bench`` returned."""
+    copied = sum(1 for r in added if "copied_from" in r)
+    return f"{len(added) - copied} runs trained now, {copied} copied from --reuse"
+
+
 class _PredictionCatcher:
     """Keeps the (y_true, y_pred) of the model's last evaluation, which train_and_evaluate makes on the test set.
 
@@ -150,8 +192,10 @@ def run_params(config_dir: str, spec: RunSpec, out_dir: str, data_root: Optional
 
 def run_bench(config_dir: str, specs: List[RunSpec], out_dir: str, data_root: Optional[str] = None,
               verbose: bool = False, progress: bool = True,
-              after_run: Optional[Callable[[RunSpec, dict], None]] = None) -> List[dict]:
-    """Run every spec not finished yet; return the records of the runs made now."""
+              after_run: Optional[Callable[[RunSpec, dict], None]] = None,
+              reuse: Sequence[str] = ()) -> List[dict]:
+    """Run every spec not finished yet (copying those a ``reuse`` folder has trained with the identical config);
+    return the records added now (copies carry ``copied_from``)."""
     from tqdm import tqdm
 
     from ..flops import expid_flops
@@ -161,6 +205,7 @@ def run_bench(config_dir: str, specs: List[RunSpec], out_dir: str, data_root: Op
     os.makedirs(out_dir, exist_ok=True)
     done = finished_keys(out_dir)
     todo = [s for s in specs if s.key not in done]
+    reusable = reusable_runs(reuse) if reuse else {}
     command = " ".join(shlex.quote(a) for a in sys.argv)
     made, data, data_id, flops_cache = [], None, None, {}
     bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc="bench runs", unit="run",
@@ -169,6 +214,13 @@ def run_bench(config_dir: str, specs: List[RunSpec], out_dir: str, data_root: Op
         for spec in todo:
             bar.set_postfix_str(f"{spec.expid} seed {spec.seed}")
             params = run_params(config_dir, spec, out_dir, data_root, verbose)
+            source = reusable.get(training_identity(params))
+            if source is not None:
+                made.append(copy_run(*source, spec, out_dir, command))
+                if after_run is not None:
+                    after_run(spec, made[-1])
+                bar.update(1)
+                continue
             _log_to_file(os.path.join(out_dir, "logs", f"{spec.key}.log"))
             os.makedirs(os.path.join(params["model_root"], params["dataset_id"]), exist_ok=True)
             if params["dataset_id"] != data_id:

@@ -11,7 +11,7 @@ def _list(text: str):
 
 
 def execute(args: argparse.Namespace) -> int:
-    from ..bench.harness import plan, run_bench
+    from ..bench.harness import added_text, plan, run_bench
     from ..bench.summary import write_summary
     from ..config import parse_overrides
     if not args.summary_only:
@@ -19,8 +19,9 @@ def execute(args: argparse.Namespace) -> int:
             raise ValueError("bench needs --config, --models and --datasets (or --summary-only)")
         specs = plan(_list(args.models), _list(args.datasets), [int(s) for s in _list(args.seeds)],
                      parse_overrides(args.set))
-        made = run_bench(args.config, specs, args.out, data_root=args.data_root, verbose=args.verbose)
-        print(f"{len(made)} runs made now, {len(specs) - len(made)} already in {args.out}/results.jsonl")
+        added = run_bench(args.config, specs, args.out, data_root=args.data_root, verbose=args.verbose,
+                          reuse=args.reuse or ())
+        print(f"{added_text(added)}, {len(specs) - len(added)} already in {args.out}/results.jsonl")
     rows = write_summary(args.out, args.reference, args.bootstrap)
     with open(f"{args.out}/summary.md") as fd:
         print(fd.read(), end="")
@@ -40,6 +41,9 @@ def register(subparsers) -> None:
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="override a parameter of every run (value read as YAML), e.g. --set epochs=1")
     parser.add_argument("--data_root", default=None, help="root of the prepared datasets")
+    parser.add_argument("--reuse", action="append", metavar="FOLDER",
+                        help="an output folder whose runs with an identical training config are copied instead of "
+                             "trained (repeatable)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates (default 1000)")
     parser.add_argument("--summary-only", action="store_true", help="only (re)write the summary of --out")
     parser.add_argument("--verbose", action="store_true", help="FuxiCTR's per-batch progress bars in the log")

@@ -61,6 +61,7 @@ def _jsonable(results: dict) -> dict:
 
 
 def execute(args: argparse.Namespace) -> int:
+    from ..bench.harness import added_text
     from ..config import parse_overrides
     from ..scaling.figure import scaling_figure
     from ..scaling.sweep import analyse, gather, run_sweep
@@ -69,9 +70,9 @@ def execute(args: argparse.Namespace) -> int:
     reference = args.reference or ("OneTrans" if "OneTrans" in models else models[-1])
     overrides = parse_overrides(args.set)
     if not args.report_only:
-        made = run_sweep(args.config, models, args.dataset, depths, seeds, args.out, overrides, args.data_root,
-                         args.verbose)
-        print(f"{made} runs made now; results in {args.out}/results.jsonl")
+        added = run_sweep(args.config, models, args.dataset, depths, seeds, args.out, overrides, args.data_root,
+                          args.verbose, args.reuse or ())
+        print(f"{added_text(added)}; results in {args.out}/results.jsonl")
     match = tuple(int(v) for v in args.match.split(":")) if args.match else None
     results = analyse(gather(args.out, models, args.dataset, depths, overrides), reference, args.bootstrap, match)
     text = report_markdown(results, reference, args.dataset)
@@ -99,6 +100,9 @@ def register(subparsers) -> None:
     parser.add_argument("--out", required=True, help="output folder (a benchmark folder: resumable)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override for every run (YAML value)")
     parser.add_argument("--data_root", default=None, help="root of the prepared datasets")
+    parser.add_argument("--reuse", action="append", metavar="FOLDER",
+                        help="a bench/scaling output folder whose runs with an identical training config are copied "
+                             "instead of trained (repeatable), e.g. a table's L=4 runs for the sweep's L=4 points")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates over seeds (default 1000)")
     parser.add_argument("--report-only", action="store_true", help="only refit and rewrite the report of --out")
     parser.add_argument("--verbose", action="store_true", help="FuxiCTR's per-batch progress bars in the log")

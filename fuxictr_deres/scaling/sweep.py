@@ -4,7 +4,7 @@ seed) and fitted (fits.py)."""
 
 import json
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -97,7 +97,9 @@ def _std(values) -> float:
 
 
 def run_sweep(config_dir: str, models: List[str], dataset: str, depths: List[int], seeds: List[int], out_dir: str,
-              overrides: Optional[dict] = None, data_root: Optional[str] = None, verbose: bool = False) -> int:
-    """Train what is missing of the sweep; returns the number of runs made now."""
+              overrides: Optional[dict] = None, data_root: Optional[str] = None, verbose: bool = False,
+              reuse: Sequence[str] = ()) -> List[dict]:
+    """Train what is missing of the sweep (copying identical runs of ``reuse`` folders); returns the records
+    added now."""
     specs = sweep_specs(models, dataset, depths, seeds, overrides)
-    return len(run_bench(config_dir, specs, out_dir, data_root=data_root, verbose=verbose))
+    return run_bench(config_dir, specs, out_dir, data_root=data_root, verbose=verbose, reuse=reuse)
