@@ -81,7 +81,7 @@ def test_report_from_stored_records(tmp_path, capsys):
         assert (tmp_path / name).stat().st_size > 0
 
 
-def test_falling_auc_gives_a_flat_fit_and_no_multiplier():
+def test_falling_auc_gives_a_flat_fit_and_no_multiplier(tmp_path):
     """AUC that falls with depth (an under-trained sweep) puts F1's gamma at its bound: the report must call the
     gamma ratio and compute multiplier undefined instead of printing 1.00 and 0.00x."""
     from fuxictr_deres.commands.scaling import report_markdown
@@ -97,3 +97,16 @@ def test_falling_auc_gives_a_flat_fit_and_no_multiplier():
     assert "lower bound for OneTrans" in res["DeRes"]["undefined"]
     text = report_markdown(res, "OneTrans", "demo")
     assert "undefined (flat fit)" in text and "at bound (AUC not rising)" in text and "0.00x" not in text
+
+    # the figure draws the flat method's F2 line (its falling slope), the rising one's F1 curve
+    from fuxictr_deres.scaling.figure import _curve_and_label, scaling_figure
+    grid = np.asarray(COMPUTE[:4], np.float64)
+    flat_curve, flat_style, flat_label = _curve_and_label("OneTrans", res["OneTrans"], grid)
+    f2 = res["OneTrans"]["f2"]
+    assert flat_style == "--" and f2["gamma"] < 0 and f"F2 {f2['gamma']:+.3f}" in flat_label
+    assert np.allclose(flat_curve, (f2["a"] + f2["gamma"] * np.log2(grid)) / 100)
+    rising_curve, rising_style, rising_label = _curve_and_label("DeRes", res["DeRes"], grid)
+    assert rising_style == "-" and rising_label.startswith("DeRes: gamma=")
+    assert np.allclose(rising_curve, res["DeRes"]["f1"](grid))
+    path = scaling_figure(res, str(tmp_path / "scaling.png"), "demo")
+    assert (tmp_path / "scaling.png").stat().st_size > 0 and path.endswith("scaling.png")
