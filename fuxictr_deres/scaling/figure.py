@@ -9,8 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import EngFormatter, LogLocator, NullFormatter  # noqa: E402
-
+from ..bench.figures import label_log_x  # noqa: E402
 from .fits import is_flat  # noqa: E402
 
 
@@ -42,11 +41,7 @@ def scaling_figure(results: Dict[str, dict], path: str, title: str = "") -> str:
         for d, c, a in zip(res["depths"], res["compute"], res["auc_mean"]):
             ax.annotate(f"L={d}", (c, a), textcoords="offset points", xytext=(5, 6 - 8 * (i % 3)), fontsize=7,
                         color=color)
-    ax.set_xscale("log")
-    # labels at 1, 2, 5 x 10^k as 200k / 500k / 1M: the default minor labels of a narrow range run into each other
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    ax.xaxis.set_major_formatter(EngFormatter(sep=""))
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    label_log_x(ax)
     ax.set_xlabel("C = forward FLOPs / sample (analytic)")
     ax.set_ylabel("test AUC (mean +- std over seeds)")
     ax.set_title(title or "AUC(C) = A - B C^(-gamma)")
