@@ -205,7 +205,7 @@ def run_bench(config_dir: str, specs: List[RunSpec], out_dir: str, data_root: Op
     os.makedirs(out_dir, exist_ok=True)
     done = finished_keys(out_dir)
     todo = [s for s in specs if s.key not in done]
-    reusable = reusable_runs(reuse) if reuse else {}
+    reusable = reusable_runs(reuse) if reuse and todo else {}
     command = " ".join(shlex.quote(a) for a in sys.argv)
     made, data, data_id, flops_cache = [], None, None, {}
     bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc="bench runs", unit="run",

@@ -9,8 +9,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
 from ..bench.figures import label_log_x  # noqa: E402
-from .fits import is_flat  # noqa: E402
+from .fits import f2_auc, is_flat  # noqa: E402
 
 
 def _curve_and_label(name: str, res: dict, grid: np.ndarray):
@@ -20,7 +21,7 @@ def _curve_and_label(name: str, res: dict, grid: np.ndarray):
     if is_flat(res["f1"]):
         f2 = res["f2"]
         low, high = res["f2_gamma_ci"]
-        return ((f2["a"] + f2["gamma"] * np.log2(grid)) / 100, "--",
+        return (f2_auc(f2, grid), "--",
                 f"{name}: F1 flat; F2 {f2['gamma']:+.3f} [{low:+.3f}, {high:+.3f}] AUC pts/doubling")
     low, high = res["gamma_ci"]
     return res["f1"](grid), "-", f"{name}: gamma={res['gamma']:.3f} [{low:.3f}, {high:.3f}]"

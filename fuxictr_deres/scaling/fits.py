@@ -76,7 +76,8 @@ def fit_f1(compute: Sequence[float], auc: Sequence[float], a_max: float = 1.0) -
     with warnings.catch_warnings():                        # 3 points leave no covariance: not needed here
         warnings.simplefilter("ignore", OptimizeWarning)
         popt, _ = curve_fit(_f1_scaled, x, y, p0=[a0, b0, g0],
-                            bounds=([a_low, 1e-12, GAMMA_MIN], [a_high, np.inf, 10.0]), method="trf", ftol=1e-15, xtol=1e-15, gtol=1e-15, max_nfev=20000)
+                            bounds=([a_low, 1e-12, GAMMA_MIN], [a_high, np.inf, 10.0]), method="trf",
+                            ftol=1e-15, xtol=1e-15, gtol=1e-15, max_nfev=20000)
     a, b, g = (float(v) for v in popt)
     rmse = float(np.sqrt(np.mean((_f1_scaled(x, a, b, g) - y) ** 2)))
     return PowerLawAUC(a, b * c0 ** g, g, rmse)                # B C^-g = b (C / C0)^-g
@@ -86,6 +87,11 @@ def fit_f2(compute: Sequence[float], auc: Sequence[float]) -> Dict[str, float]:
     """F2: AUC% = a + gamma2 log2(C) by least squares; {'a', 'gamma'}."""
     slope, intercept = np.polyfit(np.log2(np.asarray(compute, np.float64)), 100 * np.asarray(auc, np.float64), 1)
     return {"a": float(intercept), "gamma": float(slope)}
+
+
+def f2_auc(f2: Dict[str, float], compute) -> np.ndarray:
+    """AUC (a fraction, not %) on F2's line at ``compute``: (a + gamma2 log2 C) / 100."""
+    return (f2["a"] + f2["gamma"] * np.log2(np.asarray(compute, np.float64))) / 100
 
 
 def _f3_scaled(x, a, alpha):
