@@ -1,7 +1,7 @@
 """Reusable torch modules of the token backbones: token-wise linears, tokenizers, units, readouts."""
 
 from .token_linear import TokenLinear
-from .tokenizers import AutoSplitTokenizer, PerFieldTokenizer, build_tokenizer
+from .tokenizers import AutoSplitTokenizer, InputNormTokenizer, PerFieldTokenizer, build_tokenizer
 from .attention import TokenAttention
 from .ffn import TokenFFN
 from .readout import Readout

@@ -3,7 +3,7 @@
 from typing import Dict
 
 from .deres import DeRes
-from .fuxictr_models import DCNv2, FinalMLP
+from .fuxictr_models import DCNv2, DNN, FinalMLP
 from .hiformer import HiFormer
 from .onetrans import OneTrans
 from .rankmixer import RankMixer
@@ -15,6 +15,7 @@ from .wukong import WuKong
 MODELS: Dict[str, type] = {
     "DCNv2": DCNv2,
     "DeRes": DeRes,
+    "DNN": DNN,
     "FinalMLP": FinalMLP,
     "HiFormer": HiFormer,
     "OneTrans": OneTrans,
@@ -41,5 +42,5 @@ def get_model_class(name: str) -> type:
 
 
 __all__ = ["MODELS", "register_model", "get_model_class", "TokenCTR", "DeRes", "OneTrans", "RankMixer",
-           "TokenMixerLarge", "DCNv2", "FinalMLP", "WuKong", "HiFormer", "UniMixer",
+           "TokenMixerLarge", "DCNv2", "DNN", "FinalMLP", "WuKong", "HiFormer", "UniMixer",
            "UniMixerLite"]

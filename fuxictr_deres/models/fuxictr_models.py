@@ -1,6 +1,6 @@
 """FuxiCTR's own DCNv2 (Wang et al., WWW'21, arXiv 2008.13535) and FinalMLP (Mao et al., AAAI'23, arXiv
 2304.00902), imported from the installed wheel (``model_zoo.LongCTR``) and registered as ``model: DCNv2`` and
-``model: FinalMLP``.
+``model: FinalMLP``; and FuxiCTR's DNN (``model: DNN``), which the wheel does not ship (see ``DNN``).
 
 The wheel ships only the LongCTR (behaviour-sequence) versions: their ``forward``/``get_inputs`` expect a
 (batch, item, mask) triple and their constructors size the input with item features. The subclasses below keep
@@ -10,6 +10,7 @@ the wheel's constructors and layers and only read a plain FuxiCTR batch dict, as
 from typing import List
 
 import torch
+from fuxictr.pytorch.layers import FeatureEmbedding, MLP_Block
 from fuxictr.pytorch.models import BaseModel
 from model_zoo.LongCTR import DCNv2 as _LongCTRDCNv2
 from model_zoo.LongCTR import FinalMLP as _LongCTRFinalMLP
@@ -76,3 +77,32 @@ class FinalMLP(_PlainBatch, _LongCTRFinalMLP):
         feat1, feat2 = self.fs_module(x, flat_emb) if self.use_fs else (flat_emb, flat_emb)
         y_pred = self.fusion_module(self.mlp1(feat1), self.mlp2(feat2))
         return {"y_pred": self.output_activation(y_pred)}
+
+
+class DNN(BaseModel):
+    """DNN, the BARS MLP baseline: y = sigmoid(MLP(concat(e_1, ..., e_F))).
+
+    The installed wheel (fuxictr 2.3.10) has no DNN class: ``fuxictr.pytorch.models`` holds only the base classes
+    and ``model_zoo`` only the LongCTR and multitask zoos. FuxiCTR's ``model_zoo/DNN`` is nothing but the wheel's
+    own ``FeatureEmbedding`` and ``MLP_Block`` in sequence, so it is composed here from those two classes with
+    FuxiCTR's constructor keywords (``hidden_units``, ``hidden_activations``, ``net_dropout``, ``batch_norm``).
+    """
+
+    def __init__(self, feature_map, model_id: str = "DNN", gpu: int = -1, learning_rate: float = 1e-3,
+                 embedding_dim: int = 10, hidden_units: List[int] = (64, 64, 64), hidden_activations: str = "ReLU",
+                 net_dropout: float = 0, batch_norm: bool = False, embedding_regularizer=None,
+                 net_regularizer=None, **kwargs):
+        super().__init__(feature_map, model_id=model_id, gpu=gpu, embedding_regularizer=embedding_regularizer,
+                         net_regularizer=net_regularizer, **kwargs)
+        self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim)
+        self.mlp = MLP_Block(input_dim=feature_map.get_num_fields() * embedding_dim, output_dim=1,
+                             hidden_units=list(hidden_units), hidden_activations=hidden_activations,
+                             output_activation=self.output_activation, dropout_rates=net_dropout,
+                             batch_norm=batch_norm)
+        self.compile(kwargs["optimizer"], kwargs["loss"], learning_rate)
+        self.reset_parameters()
+        self.model_to_device()
+
+    def forward(self, inputs: dict) -> dict:
+        feature_emb = self.embedding_layer(self.get_inputs(inputs), flatten_emb=True)
+        return {"y_pred": self.mlp(feature_emb)}
