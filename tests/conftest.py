@@ -63,3 +63,21 @@ def demo_data_root(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("data"))
     ensure_dataset(load_expid(CONFIG, "DeRes_demo", data_root=root))
     return root
+
+
+def expid_model(expid: str, overrides: dict = None, seed: int = 0):
+    """The model of a real expid (benchmark_configs, through the config loader and the runner's builder) on a
+    synthetic FeatureMap of its dataset: the shipped init, FuxiCTR's std-1e-4 embeddings included."""
+    from fuxictr_deres.bench.synthetic import build_for_measurement, expid_params, synthetic_feature_map
+    params = expid_params(CONFIG, expid, overrides)
+    return build_for_measurement(params, synthetic_feature_map(params), seed=seed).eval()
+
+
+def expid_twin(expid: str, reference: str, overrides: dict = None, rule_overrides: dict = None):
+    """``expid``'s model carrying every backbone weight of ``reference``'s model (same dataset, same overrides;
+    ``rule_overrides`` go to ``expid`` only); only the residual rule's parameters differ."""
+    ref = expid_model(reference, overrides)
+    model = expid_model(expid, {**(overrides or {}), **(rule_overrides or {})})
+    missing, unexpected = model.load_state_dict(ref.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("rule.") for k in missing), (missing, unexpected)
+    return model, ref

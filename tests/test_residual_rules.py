@@ -362,3 +362,88 @@ def test_residual_rule_expids_cover_every_rule_and_dataset():
             assert key not in cfg, f"{expid}: {key} must come from Base, as for DeRes"
         build_residual_rule(cfg["residual"], cfg.get("residual_params"), 8, 64, 16)   # the options are valid
     assert expids["LayerScale_criteo"]["residual_params"]["init"] == pytest.approx(1e-4)
+
+
+# ---------------------------------------------------------------- learning-rate multiplier of the rule's parameters
+
+def group_lrs(model):
+    return {g["name"]: g["lr"] for g in model.optimizer.param_groups}
+
+
+def test_rule_parameters_get_their_own_learning_rate_and_survive_compile(feature_map):
+    model = build_model(TokenCTR, feature_map, residual="deres", learning_rate=2e-3, residual_lr_multiplier=5)
+    for _ in range(2):                                             # __init__'s compile, then FuxiCTR's again
+        groups = model.optimizer.param_groups
+        assert [g["name"] for g in groups] == ["base", "residual_rule"]
+        assert group_lrs(model) == pytest.approx({"base": 2e-3, "residual_rule": 1e-2})
+        rule_ids = {id(p) for p in model.rule.parameters()}
+        assert {id(p) for p in groups[1]["params"]} == rule_ids
+        assert {id(p) for p in groups[0]["params"]} == {id(p) for p in model.parameters()} - rule_ids
+        model.compile("adam", "binary_crossentropy", 2e-3)
+
+
+def test_reduce_on_plateau_scales_both_groups(feature_map):
+    from fuxictr.utils import Monitor
+    model = build_model(TokenCTR, feature_map, residual="deres", learning_rate=1e-3, reduce_lr_on_plateau=True)
+    assert group_lrs(model) == pytest.approx({"base": 1e-3, "residual_rule": 1e-2})   # the default multiplier 10
+    model._monitor, model._best_metric, model._stopping_steps = Monitor("AUC"), 0.9, 0
+    model.checkpoint_and_earlystop({"AUC": 0.8})                    # no improvement: FuxiCTR calls lr_decay()
+    assert group_lrs(model) == pytest.approx({"base": 1e-4, "residual_rule": 1e-3})
+    assert model.lr_decay() == pytest.approx(1e-5)                  # reports the base group's rate
+    assert model.lr_decay() == pytest.approx(1e-6)
+    assert group_lrs(model) == pytest.approx({"base": 1e-6, "residual_rule": 1e-5})
+    model.lr_decay()                                                # each group floored at FuxiCTR's min_lr
+    assert group_lrs(model) == pytest.approx({"base": 1e-6, "residual_rule": 1e-6})
+
+
+def test_rules_without_parameters_have_one_group_and_bad_multiplier_fails(feature_map):
+    model = build_model(OneTrans, feature_map)
+    assert [g["name"] for g in model.optimizer.param_groups] == ["base"]
+    with pytest.raises(ValueError, match="residual_lr_multiplier"):
+        build_model(TokenCTR, feature_map, residual="deres", residual_lr_multiplier=0)
+
+
+def test_multiplier_speeds_up_only_the_rule(feature_map):
+    """One Adam step: the rule's parameters move m times as far as at m = 1, the others the same."""
+    moved = {}
+    for m in (1, 10):
+        model = build_model(TokenCTR, feature_map, residual="deres", residual_lr_multiplier=m).train()
+        model._max_gradient_norm = 10.0                             # set by fit() in FuxiCTR
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        model.train_step(toy_batch())
+        moved[m] = {n: (p.detach() - before[n]).abs().max().item() for n, p in model.named_parameters()}
+    for name, delta in moved[10].items():
+        expected = 10 * moved[1][name] if name.startswith("rule.") else moved[1][name]
+        assert delta == pytest.approx(expected, rel=1e-3, abs=1e-9), name
+
+
+# ---------------------------------------------------------------- every rule's init invariant with normalised tokens
+
+from conftest import expid_twin  # noqa: E402
+from fuxictr_deres.bench.synthetic import synthetic_batch  # noqa: E402
+
+NORMALISED = {"tokenizer_params": {"input_norm": True}}
+
+
+@pytest.mark.parametrize("expid,rule_overrides", [
+    ("LearnableRes_frappe", None), ("ReZero_frappe", {"residual_params": {"init": 1.0}}),
+    ("LayerScale_frappe", {"residual_params": {"init": 1.0}}), ("DenseFormer_frappe", None), ("HC_frappe", None),
+    ("mHC_frappe", None), ("DeRes_frappe", None), ("DeRes_IdentityOnly_frappe", None),
+    ("DeRes_AttnOnly_frappe", None)])
+def test_rules_start_as_prenorm_with_normalised_tokens(expid, rule_overrides):
+    model, ref = expid_twin(expid, "OneTrans_frappe", NORMALISED, rule_overrides)
+    batch = synthetic_batch(model.feature_map, 128)
+    with torch.no_grad():
+        tol = 2e-3 if expid == "DeRes_AttnOnly_frappe" else 1e-5       # SiLU(1.2785) = 1 to 4 digits
+        torch.testing.assert_close(model(batch)["logit"], ref(batch)["logit"], rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("expid", ["AttnResFull_frappe", "AttnResBlock_frappe"])
+def test_attnres_weights_are_uniform_with_normalised_tokens(expid):
+    model, _ = expid_twin(expid, "OneTrans_frappe", NORMALISED)
+    model.rule.trace = []
+    with torch.no_grad():
+        model(synthetic_batch(model.feature_map, 64))
+    for entry in model.rule.trace:
+        m = entry["num_sources"]
+        torch.testing.assert_close(entry["alpha_mean"], torch.full((m,), 1.0 / m))

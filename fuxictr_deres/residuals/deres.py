@@ -7,10 +7,20 @@ Two states run side by side, as in Dual Path Networks:
            running partial sum p of the current block
 
     unit u:   a = BlockAttentionRead_u(blocks + [p]);  g = sigmoid(theta_u);  h = g * y + (1 - g) * a
+              (the read's scores z_j = tau <w_u, RMSNorm(s_j)> + beta_{u,j}: one bias per source, see
+              block_attention.py; a shared per-read bias would get no gradient)
               o = f_u(h);  y <- y + o;  p <- p + o;  close the block every S units
     end:      one more read with its own query and gate gives the final state
 
 path_mode=identity fixes g = 1 (exactly the Pre-Norm model), path_mode=attn fixes g = 0 (Block AttnRes).
+
+``rescale_mix`` (default on) divides the mix by the gate's initial value g0 (1/2): h = (g * y + (1 - g) * a) / g0,
+so that h = y exactly at init (a = 0) and DeRes starts as the Pre-Norm model at ANY token scale [ours]. Where h
+feeds an RMSNorm (the OneTrans units' pre-norm, the final norm) a constant factor only matters where the norm's eps
+is not negligible, and there it does: with FuxiCTR's embedding init (std 1e-4) and no tokenizer input norm,
+mean(X0^2) ~ 1e-9 is far below eps = 1e-6, RMSNorm(0.5 y) != RMSNorm(y), and the paper's literal mix
+(``rescale_mix: false``) differs from the Pre-Norm model at init (logits up to ~4e-2 apart). Units that do not
+normalise their input (TokenMixer-Large's in-layout residual) and ``final_norm: false`` also see y, not y / 2.
 """
 
 import math
@@ -62,7 +72,8 @@ class DeResResidual(ResidualRule):
                  path_mode: str = "dual", identity_mode: str = "identity", score_fn: str = "silu",
                  tau: Optional[float] = None, beta: Optional[float] = None, gate: str = "static",
                  gate_value: float = 0.5, gate_rank: int = 4, num_blocks: Optional[int] = None,
-                 block_size: Optional[int] = None, per_token_query: bool = False, eps: float = 1e-6):
+                 block_size: Optional[int] = None, per_token_query: bool = False, eps: float = 1e-6,
+                 recency_prior: float = 0.0, rescale_mix: bool = True):
         super().__init__(num_units, d_model, num_tokens, units_per_layer)
         for key, value, allowed in (("path_mode", path_mode, PATH_MODES),
                                     ("identity_mode", identity_mode, IDENTITY_MODES),
@@ -78,10 +89,13 @@ class DeResResidual(ResidualRule):
         self.beta = float(beta)
         if path_mode != "identity":
             self.reads = BlockAttentionRead(num_units + 1, d_model, num_tokens, score_fn, self.tau, self.beta,
-                                            per_token_query, eps)
+                                            per_token_query, eps, self.sources_per_read(), recency_prior)
         if path_mode == "dual":
             self.gates = nn.ModuleList(VectorGate(gate, d_model, num_tokens, gate_value, gate_rank, eps)
                                        for _ in range(num_units + 1))
+            g0 = self.gates[0].initial_value
+            # a fixed gate of 0 is the attention path alone: nothing to rescale
+            self.mix_scale = 1.0 / g0 if (rescale_mix and g0 > 0) else 1.0
         if identity_mode == "learnable":
             self.identity_scale = nn.Parameter(torch.ones(num_units, d_model))
 
@@ -94,7 +108,7 @@ class DeResResidual(ResidualRule):
         if self.path_mode == "identity":
             return DeResState(x0, None)
         closed = x0.unsqueeze(2)                                          # b_0 = X0, (B, T, 1, d)
-        return DeResState(x0, DepthSources(closed, [self.reads.score_block(x0, 0)]))
+        return DeResState(x0, DepthSources(closed, [self.reads.score_block(x0, 0, 0)]))
 
     def _mix(self, state: DeResState, r: int) -> torch.Tensor:
         if self.path_mode == "identity":
@@ -105,6 +119,8 @@ class DeResResidual(ResidualRule):
         else:
             g = self.gates[r](state.y)
             h = torch.lerp(a, state.y, g)                                 # g * y + (1 - g) * a
+            if self.mix_scale != 1.0:
+                h = h * self.mix_scale
         if self.trace is not None:
             self._record(r, state, a, alpha, g)
         return h
@@ -122,7 +138,7 @@ class DeResResidual(ResidualRule):
         if count < self.block_units:
             return DeResState(y, DepthSources(src.closed, src.scores, partial), count)
         closed = torch.cat([src.closed, partial.unsqueeze(2)], dim=2)
-        scores = src.scores + [self.reads.score_block(partial, u + 1)]
+        scores = src.scores + [self.reads.score_block(partial, u + 1, src.closed.shape[2])]
         return DeResState(y, DepthSources(closed, scores, None), 0)
 
     def readout(self, state: DeResState) -> torch.Tensor:
