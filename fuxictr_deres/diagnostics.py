@@ -7,12 +7,20 @@
     HC                                                         A_r[r] (n x n), A_m, B
 
 and plot one column per model: (1) the depth weights alpha (read x source) heatmap, or mHC's H_res / HC's A_r
-averaged over reads; (2) the gate's per-dimension mean per read; (3) ||a|| / ||y|| per read. A panel a rule does
-not record says so.
+averaged over reads; (2) the gate's per-dimension mean per read; (3) ||a|| / ||y|| and ||a_perp|| / ||y|| per read.
+A panel a rule does not record says so.
+
+Moving is not learning: a read can grow while adding only a multiple of y, which the next norm cancels. So DeRes
+also records ||a_perp|| / ||y|| (a_perp = a - (<a,y>/<y,y>) y per token) and 1 - cos(h, y), and the routing is
+judged by its effect: ``routing_removal_effect`` evaluates the model as trained and with its routing removed
+(``rule.remove_routing``; per rule, ``rule.routing_removal`` says what that means: DeRes dual = gate fixed to 1,
+the identity path; attention-only / AttnRes = reads at their init, uniform 1/M for softmax; DenseFormer, HC, mHC,
+learnable = their maps at init, the Pre-Norm residual) and reports the AUC and logloss change.
 """
 
+import contextlib
 import json
-from typing import Dict, Iterable, List
+from typing import Callable, Dict, Iterable, List, Optional
 
 import matplotlib
 
@@ -41,6 +49,53 @@ def collect_trace(model, batches: Iterable[dict]) -> List[dict]:
         rule.trace = None
     return [{"read": r, **{k: np.mean(np.stack(v), axis=0).tolist() for k, v in fields.items()}}
             for r, fields in sorted(per_read.items())]
+
+
+@contextlib.contextmanager
+def routing_removed(model):
+    """Within the block the model's rule runs with its routing removed; on exit every rule parameter and flag is
+    as before."""
+    rule = model.rule
+    saved = {k: v.detach().clone() for k, v in rule.state_dict().items()}
+    identity_only = getattr(rule, "identity_only", None)           # DeRes' flag (not a parameter)
+    rule.remove_routing()
+    try:
+        yield rule.routing_removal
+    finally:
+        rule.load_state_dict(saved)
+        if identity_only is not None:
+            rule.identity_only = identity_only
+
+
+def predict(model, batches: Iterable[dict]):
+    """(labels, predictions) as float64 numpy arrays over the batches, in eval mode without gradients."""
+    model.eval()
+    ys, ps = [], []
+    with torch.no_grad():
+        for batch in batches:
+            ps.append(model(batch)["y_pred"].detach().double().cpu().reshape(-1))
+            ys.append(model.get_labels(batch).double().cpu().reshape(-1))
+    return torch.cat(ys).numpy(), torch.cat(ps).numpy()
+
+
+def evaluate(model, batches: Iterable[dict]) -> Dict[str, float]:
+    """AUC and logloss with FuxiCTR's metric functions."""
+    from fuxictr.metrics import evaluate_metrics
+    y, p = predict(model, batches)
+    return {k: float(v) for k, v in evaluate_metrics(y, p, ["AUC", "logloss"]).items()}
+
+
+def routing_removal_effect(model, batches: Callable[[], Iterable[dict]]) -> Optional[dict]:
+    """Valid AUC / logloss as trained and with the routing removed (``batches()`` gives a fresh iterable);
+    None for rules without routing. d_AUC > 0 means the routing helps."""
+    if getattr(model.rule, "routing_removal", None) is None:
+        return None
+    trained = evaluate(model, batches())
+    with routing_removed(model) as meaning:
+        removed = evaluate(model, batches())
+    return {"removed": meaning, "AUC": trained["AUC"], "logloss": trained["logloss"],
+            "AUC_removed": removed["AUC"], "logloss_removed": removed["logloss"],
+            "d_AUC": trained["AUC"] - removed["AUC"], "d_logloss": trained["logloss"] - removed["logloss"]}
 
 
 def _ragged(rows: List[list]) -> np.ndarray:
@@ -92,9 +147,12 @@ def plot_diagnostics(traces: Dict[str, List[dict]], path: str) -> str:
         else:
             _note(mid, "no gate (single-path rule)")
         if "read_to_identity" in trace[0]:
-            bottom.plot(reads, [e["read_to_identity"] for e in trace], marker="o")
+            bottom.plot(reads, [e["read_to_identity"] for e in trace], marker="o", label="||a|| / ||y||")
+            if "perp_to_identity" in trace[0]:
+                bottom.plot(reads, [e["perp_to_identity"] for e in trace], marker="s", label="||a_perp|| / ||y||")
+            bottom.legend(fontsize=7)
             bottom.set_xlabel("read")
-            bottom.set_ylabel("||a|| / ||y||")
+            bottom.set_ylabel("read size relative to y")
             bottom.grid(True, alpha=0.3)
         else:
             _note(bottom, "||a|| / ||y|| not recorded by this rule")

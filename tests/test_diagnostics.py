@@ -39,8 +39,74 @@ def test_command_on_checkpoints(tmp_path, capsys):
         argv += ["--expid", expid, "--checkpoint", ckpt]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "alpha" in out and "|a|/|y|" in out
+    assert "alpha" in out and "|a|/|y|" in out and "|a_perp|/|y|" in out and "routing removed" in out
     data = json.load(open(tmp_path / "out" / "depth_diagnostics.json"))
     assert len(data) == 2 and all(len(v) == 5 for v in data.values())
+    removal = json.load(open(tmp_path / "out" / "routing_removal.json"))
+    assert len(removal) == 2 and all(v["d_AUC"] == v["AUC"] - v["AUC_removed"] for v in removal.values())
     assert main(argv[:-4] + ["--expid", "DeRes_demo", "--checkpoint", str(tmp_path / "missing.model")]) == 2
     assert "missing.model" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- routing judged by its effect (issue 12, item 6)
+
+from conftest import expid_model  # noqa: E402
+from fuxictr_deres.bench.synthetic import synthetic_batch  # noqa: E402
+from fuxictr_deres.diagnostics import evaluate, predict, routing_removal_effect, routing_removed  # noqa: E402
+
+TINY_DEMO = {"num_layers": 2, "d_model": 16, "num_tokens": 4, "num_heads": 2, "ffn_ratio": 2}
+
+
+def trained_like(model, seed=3):
+    """Rule parameters moved off their init, as training would move them."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.rule.parameters():
+            p.add_(torch.randn(p.shape, generator=g))
+    return model
+
+
+def test_routing_removal_equals_the_identity_only_model_with_the_same_weights():
+    model = trained_like(expid_model("DeRes_demo", TINY_DEMO))
+    identity = expid_model("DeRes_demo", {**TINY_DEMO, "residual_params": {"path_mode": "identity"}})
+    missing, unexpected = identity.load_state_dict(model.state_dict(), strict=False)
+    assert not missing and all(k.startswith("rule.") for k in unexpected)
+    batches = [synthetic_batch(model.feature_map, 64, seed=s) for s in range(3)]
+    _, before = predict(model, batches)
+    with routing_removed(model) as meaning:
+        assert "gate fixed to 1" in meaning
+        assert (predict(model, batches)[1] == predict(identity, batches)[1]).all()
+    assert (predict(model, batches)[1] == before).all()                       # everything restored
+    effect = routing_removal_effect(model, lambda: batches)
+    assert effect["AUC_removed"] == evaluate(identity, batches)["AUC"]
+    assert effect["logloss"] == evaluate(model, batches)["logloss"]
+    assert effect["d_AUC"] == effect["AUC"] - effect["AUC_removed"] and effect["d_AUC"] != 0
+
+
+def test_attnres_routing_removal_is_uniform_depth_weights():
+    model = trained_like(expid_model("AttnResBlock_demo", TINY_DEMO))
+    batch = synthetic_batch(model.feature_map, 32)
+    with routing_removed(model):
+        trace = collect_trace(model, [batch])
+    for entry in trace:
+        m = entry["num_sources"]
+        assert max(abs(v - 1.0 / m) for v in entry["alpha_mean"]) < 1e-6
+    moved = collect_trace(model, [batch])
+    assert any(max(abs(v - 1.0 / e["num_sources"]) for v in e["alpha_mean"]) > 1e-3 for e in moved)
+
+
+def test_rules_without_routing_have_no_removal():
+    model = expid_model("OneTrans_demo", TINY_DEMO)
+    assert routing_removal_effect(model, lambda: [synthetic_batch(model.feature_map, 8)]) is None
+
+
+def test_orthogonal_part_of_the_read():
+    """At init the dual read is 0 (perp 0, h = y); attention-only SiLU reads a ~ y: large ||a||, no a_perp."""
+    batch = [synthetic_batch(expid_model("DeRes_demo", TINY_DEMO).feature_map, 32)]
+    at_init = collect_trace(expid_model("DeRes_demo", TINY_DEMO), batch)
+    assert all(e["perp_to_identity"] == 0 and abs(e["input_off_identity"]) < 1e-6 for e in at_init)
+    attn = collect_trace(expid_model("DeRes_demo", {**TINY_DEMO, "residual_params": {"path_mode": "attn"}}), batch)
+    assert all(e["read_to_identity"] > 0.99 and e["perp_to_identity"] < 1e-3 for e in attn)
+    moved = collect_trace(trained_like(expid_model("DeRes_demo", TINY_DEMO)), batch)
+    assert all(0 < e["perp_to_identity"] <= e["read_to_identity"] + 1e-6 for e in moved)
+    assert all(e["input_off_identity"] > 0 for e in moved)

@@ -1,5 +1,7 @@
-"""``fuxictr-deres diagnose``: depth diagnostics of trained checkpoints (alpha heatmaps, gates, ||a||/||y||; mHC's
-H_res), one column per expid in one PNG, plus the numbers as JSON."""
+"""``fuxictr-deres diagnose``: depth diagnostics of trained checkpoints (alpha heatmaps, gates, ||a||/||y||,
+||a_perp||/||y||, 1 - cos(h, y); mHC's H_res), one column per expid in one PNG, plus the numbers as JSON; and the
+figure the routing is judged by: the AUC / logloss change when the routing is removed at evaluation
+(routing_removal.json; see diagnostics.py for what "removed" means per rule)."""
 
 import argparse
 import itertools
@@ -9,14 +11,16 @@ HELP = "depth diagnostics of trained checkpoints: alpha heatmap, gate means, ||a
 
 
 def _batches(args, params, model):
-    """The validation set (at most --batches batches) or synthetic batches on the model's FeatureMap."""
+    """A function giving, each call, the validation set (at most --batches batches) or the synthetic batches on the
+    model's FeatureMap."""
     from ..bench.synthetic import synthetic_batch
     if args.synthetic_batches:
-        return [synthetic_batch(model.feature_map, args.batch_size, seed=i) for i in range(args.synthetic_batches)]
+        fixed = [synthetic_batch(model.feature_map, args.batch_size, seed=i) for i in range(args.synthetic_batches)]
+        return lambda: fixed
     from ..runner import load_data
     data = load_data(params)
     _, valid_gen = data.loaders(params, "train")
-    return itertools.islice(iter(valid_gen), args.batches) if args.batches else valid_gen
+    return lambda: itertools.islice(iter(valid_gen), args.batches) if args.batches else valid_gen
 
 
 def execute(args: argparse.Namespace) -> int:
@@ -24,13 +28,13 @@ def execute(args: argparse.Namespace) -> int:
 
     from ..bench.synthetic import build_for_measurement, expid_params, feature_map_for
     from ..config import load_expid, parse_overrides
-    from ..diagnostics import collect_trace, plot_diagnostics, write_json
+    from ..diagnostics import collect_trace, plot_diagnostics, routing_removal_effect, write_json
     checkpoints = args.checkpoint or []
     if checkpoints and len(checkpoints) != len(args.expid):
         raise ValueError(f"give one --checkpoint per --expid ({len(args.expid)} expids, {len(checkpoints)} "
                          f"checkpoints), or none to use each expid's <model_root>/<dataset_id>/<expid>.model")
     overrides = parse_overrides(args.set)
-    traces = {}
+    traces, removals = {}, {}
     for i, expid in enumerate(args.expid):
         params = expid_params(args.config, expid, overrides)
         if args.data_root:
@@ -50,7 +54,8 @@ def execute(args: argparse.Namespace) -> int:
             model.load_state_dict(torch.load(path, map_location="cpu"))
         except RuntimeError as err:
             raise ValueError(f"expid {expid}: checkpoint {path} does not fit this model/config: {err}") from err
-        trace = collect_trace(model, _batches(args, params, model))
+        batches = _batches(args, params, model)
+        trace = collect_trace(model, batches())
         rule = params.get("residual") or type(model.rule).__name__
         traces[f"{expid} ({rule})"] = trace
         print(f"{expid}: rule {rule}, {len(trace)} reads traced" + ("" if trace else " (the rule records none)"))
@@ -62,14 +67,26 @@ def execute(args: argparse.Namespace) -> int:
                 extra.append(f"gate {sum(e['gate_mean']) / len(e['gate_mean']):.3f}")
             if "read_to_identity" in e:
                 extra.append(f"|a|/|y| {e['read_to_identity']:.3f}")
+            if "perp_to_identity" in e:
+                extra.append(f"|a_perp|/|y| {e['perp_to_identity']:.3f}; 1-cos(h,y) {e['input_off_identity']:.2e}")
             if "H_res" in e:
                 extra.append("H_res diag " + " ".join(f"{row[j]:.2f}" for j, row in enumerate(e["H_res"])))
             print(f"   read {e['read']:>2}: " + "; ".join(extra))
+        effect = routing_removal_effect(model, batches) if not args.no_removal else None
+        if effect is not None:
+            removals[f"{expid} ({rule})"] = effect
+            print(f"   routing removed ({effect['removed']}): AUC {effect['AUC']:.5f} -> {effect['AUC_removed']:.5f} "
+                  f"(routing's effect d_AUC {effect['d_AUC']:+.5f}), logloss {effect['logloss']:.5f} -> "
+                  f"{effect['logloss_removed']:.5f} (d_logloss {effect['d_logloss']:+.5f})")
     os.makedirs(args.out, exist_ok=True)
     png, js = os.path.join(args.out, "depth_diagnostics.png"), os.path.join(args.out, "depth_diagnostics.json")
     plot_diagnostics(traces, png)
     write_json(traces, js)
     print(f"wrote {png} and {js}")
+    if removals:
+        rm = os.path.join(args.out, "routing_removal.json")
+        write_json(removals, rm)
+        print(f"wrote {rm}")
     return 0
 
 
@@ -88,4 +105,6 @@ def register(subparsers) -> None:
                         help="run N synthetic batches on a synthetic FeatureMap instead of the validation set "
                              "(the checkpoint must then come from a model on that map)")
     parser.add_argument("--batch-size", type=int, default=256, help="rows per synthetic batch (default 256)")
+    parser.add_argument("--no-removal", action="store_true",
+                        help="skip the routing-removal evaluation (AUC/logloss with the routing removed)")
     parser.set_defaults(func=execute)

@@ -98,6 +98,20 @@ class DeResResidual(ResidualRule):
             self.mix_scale = 1.0 / g0 if (rescale_mix and g0 > 0) else 1.0
         if identity_mode == "learnable":
             self.identity_scale = nn.Parameter(torch.ones(num_units, d_model))
+        self.identity_only = False                                        # set by remove_routing()
+
+    @property
+    def routing_removal(self) -> str:
+        if self.path_mode == "attn":
+            return "depth reads at their init (zero queries, initial biases: softmax = uniform 1/M, SiLU = sum)"
+        return "gate fixed to 1 (h = y): the identity path, i.e. the Pre-Norm model with the same weights"
+
+    def remove_routing(self) -> None:
+        """dual: h = y (path_mode identity); attn: the reads back at their initialisation."""
+        if self.path_mode == "attn":
+            self.reads.init_weights()
+        else:
+            self.identity_only = True
 
     def init_weights(self) -> None:
         if self.identity_mode == "learnable":
@@ -111,7 +125,7 @@ class DeResResidual(ResidualRule):
         return DeResState(x0, DepthSources(closed, [self.reads.score_block(x0, 0, 0)]))
 
     def _mix(self, state: DeResState, r: int) -> torch.Tensor:
-        if self.path_mode == "identity":
+        if self.path_mode == "identity" or self.identity_only:
             return state.y
         a, alpha = self.reads(r, state.sources)
         if self.path_mode == "attn":
@@ -122,7 +136,7 @@ class DeResResidual(ResidualRule):
             if self.mix_scale != 1.0:
                 h = h * self.mix_scale
         if self.trace is not None:
-            self._record(r, state, a, alpha, g)
+            self._record(r, state, a, alpha, g, h)
         return h
 
     def unit_input(self, state: DeResState, u: int) -> torch.Tensor:
@@ -179,12 +193,20 @@ class DeResResidual(ResidualRule):
         total += (self.num_units - len(closes) + 1) * t * d                               # p <- p + o
         return total
 
-    def _record(self, r, state, a, alpha, g) -> None:
+    def _record(self, r, state, a, alpha, g, h) -> None:
+        """alpha's mean/spread per source, ||a|| / ||y||, the part of a orthogonal to y per token
+        ||a - (<a,y>/<y,y>) y|| / ||y|| (what the next norm cannot cancel), and 1 - cos(h, y) per token."""
         with torch.no_grad():
             flat = alpha.detach().float().reshape(-1, alpha.shape[-1]).t()
+            y, a, h = state.y.float(), a.float(), h.float()
+            y_norm = y.norm().clamp_min(1e-30)
+            coef = (a * y).sum(-1, keepdim=True) / (y * y).sum(-1, keepdim=True).clamp_min(1e-30)
+            cos = torch.nn.functional.cosine_similarity(h, y, dim=-1, eps=1e-30)
             entry = {"read": r, "num_sources": alpha.shape[-1],
                      "alpha_mean": flat.mean(dim=1).cpu(), "alpha_std": flat.std(dim=1, unbiased=False).cpu(),
-                     "read_to_identity": (a.norm() / state.y.norm().clamp_min(1e-12)).item()}
+                     "read_to_identity": (a.norm() / y_norm).item(),
+                     "perp_to_identity": ((a - coef * y).norm() / y_norm).item(),
+                     "input_off_identity": (1.0 - cos).mean().item()}
             if g is not None:
                 entry["gate_mean"] = g.detach().float().reshape(-1, g.shape[-1]).mean(dim=0).cpu() \
                     if g.dim() else g.detach().float().cpu().expand(self.d_model)
