@@ -131,7 +131,7 @@ class DeResResidual(ResidualRule):
         if self.path_mode == "attn":
             h, g = a, None
         else:
-            g = self.gates[r](state.y)
+            g = self.gates[r](state.y).to(state.y.dtype)          # float32 parameters, bf16 states under autocast
             h = torch.lerp(a, state.y, g)                                 # g * y + (1 - g) * a
             if self.mix_scale != 1.0:
                 h = h * self.mix_scale
