@@ -20,6 +20,7 @@ from fuxictr.pytorch.dataloaders import RankDataLoader
 from fuxictr.pytorch.torch_utils import seed_everything
 from fuxictr.utils import print_to_json, set_logger
 
+from . import distributed
 from .config import apply_overrides, load_expid
 from .data.loader import SeededDataLoader
 from .data.prepare import ensure_dataset
@@ -41,6 +42,7 @@ class ExperimentData:
         args = dict(params)
         args.update(train_data=self.splits["train"], valid_data=self.splits["valid"],
                      test_data=self.splits["test"], data_loader=SeededDataLoader)
+        args.update(distributed.loader_arguments(params, distributed.current()))   # this rank's shard
         return RankDataLoader(self.feature_map, stage=stage, **args)
 
 
@@ -72,7 +74,12 @@ def train_and_evaluate(params: dict, data: ExperimentData, on_eval: Optional[Eva
     """Seed, build, fit with FuxiCTR's early stopping, evaluate on valid and test; return the run's record."""
     seed_everything(seed=params["seed"])
     model = build_model(params, data.feature_map)
-    os.makedirs(model.model_dir, exist_ok=True)                 # FuxiCTR's save_weights does not create it
+    ctx = distributed.current()
+    if ctx is not None:                                         # before the monitor: its timing includes the all-reduce
+        distributed.DistributedTraining(model, ctx, static_graph=params.get("ddp_static_graph", True))
+    if distributed.is_main():
+        os.makedirs(model.model_dir, exist_ok=True)             # FuxiCTR's save_weights does not create it
+    world_size = 1 if ctx is None else ctx.world_size
     num_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     monitor = TrainingMonitor(model, on_eval=on_eval, context=f"expid {params['model_id']}")
     train_gen, valid_gen = data.loaders(params, "train")
@@ -92,8 +99,10 @@ def train_and_evaluate(params: dict, data: ExperimentData, on_eval: Optional[Eva
         "seed": params["seed"], "valid": valid, "test": test, "num_params": num_params,
         "best_epoch": best.get("epoch"), "history": monitor.history,
         "fit_seconds": fit_seconds,
-        "train_samples_per_s": monitor.train_samples / max(monitor.train_seconds, 1e-9),
-        "infer_samples_per_s": test_gen.num_samples / max(infer_seconds, 1e-9),
+        # every rank trains on the same number of rows (the loader's rule), so the job's rate is W times a rank's
+        "train_samples_per_s": world_size * monitor.train_samples / max(monitor.train_seconds, 1e-9),
+        "infer_samples_per_s": getattr(test_gen, "total_samples", test_gen.num_samples) / max(infer_seconds, 1e-9),
+        "world_size": world_size,
         "peak_memory_mb": peak_memory_mb(model.device),
         "git_revision": git_revision(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "config": {k: v for k, v in params.items() if k != "data_loader"},
@@ -110,10 +119,17 @@ def run_expid(config_dir: str, expid: str, gpu: int = -1, data_root: Optional[st
     params = load_expid(config_dir, expid, data_root=data_root, model_root=model_root)
     params = apply_overrides(params, overrides)
     params["gpu"] = gpu
-    set_logger(params)
-    logging.info("Params: " + print_to_json({k: v for k, v in params.items()}))
-    data = load_data(params)
-    record = train_and_evaluate(params, data)
-    if write:
-        write_result(params["model_root"], record, command or " ".join(shlex.quote(a) for a in sys.argv))
+    ctx = distributed.init(gpu)                                 # under torchrun: join the group (DDP training)
+    try:
+        params = distributed.params_for_rank(params, ctx)
+        if distributed.is_main():                               # only rank 0 writes the log, checkpoint, results
+            set_logger(params)
+        distributed.quiet_other_ranks(ctx)
+        logging.info("Params: " + print_to_json({k: v for k, v in params.items()}))
+        data = distributed.main_first(ctx, lambda: load_data(params))   # rank 0 prepares the data, once
+        record = train_and_evaluate(params, data)
+        if write and distributed.is_main():
+            write_result(params["model_root"], record, command or " ".join(shlex.quote(a) for a in sys.argv))
+    finally:
+        distributed.shutdown()
     return record

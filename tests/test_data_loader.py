@@ -103,22 +103,37 @@ def test_each_epoch_covers_every_row_once(prepared):
 
 @pytest.mark.parametrize("world_size", [2, 3])
 def test_sharding_is_disjoint_and_complete(prepared, world_size):
+    """Every rank strides over ONE seeded order: the shards are disjoint, each rank gets n // W rows (equal steps:
+    DDP needs them), and only the last n % W positions of each epoch's order are left out."""
+    one = make(prepared, seed=5)
     shards = [make(prepared, seed=5, rank=r, world_size=world_size) for r in range(world_size)]
+    kept = (700 // world_size) * world_size
     for epoch in range(2):
+        order = one.epoch_order(epoch)
         orders = [s.epoch_order(epoch) for s in shards]
+        for rank, part in enumerate(orders):
+            np.testing.assert_array_equal(part, order[rank:kept:world_size])
         allrows = np.concatenate(orders)
-        assert len(allrows) == 700 and len(np.unique(allrows)) == 700
-        assert max(map(len, orders)) - min(map(len, orders)) <= 1
-    assert [s.num_samples for s in shards] == [len(s.epoch_order(0)) for s in shards]
-    # the batches of all ranks together hold every row exactly once (checked through the label sum)
-    fmap, folder = prepared
-    stored = np.load(os.path.join(folder, "train", "label.npy"))
-    total = sum(float(torch.cat([b["label"] for b in s]).sum()) for s in shards)
-    assert total == pytest.approx(float(stored.sum()))
-    # valid is not sharded unless asked
+        assert len(allrows) == kept and len(np.unique(allrows)) == kept
+        assert sorted(np.concatenate([allrows, order[kept:]]).tolist()) == list(range(700))
+    assert {s.num_samples for s in shards} == {700 // world_size}
+    assert len({len(s) for s in shards}) == 1 and all(len(list(s)) == len(s) for s in shards)
+    # valid is not sharded unless asked; sharded, it keeps every row (ranks differ by at most one)
     assert make(prepared, split="valid", shuffle=False, rank=1, world_size=world_size).num_samples == 200
-    assert make(prepared, split="valid", shuffle=False, rank=1, world_size=world_size,
-                shard_eval=True).num_samples < 200
+    sizes = [make(prepared, split="valid", shuffle=False, rank=r, world_size=world_size, shard_eval=True).num_samples
+             for r in range(world_size)]
+    assert sum(sizes) == 200 and max(sizes) - min(sizes) <= 1
+
+
+def test_ranks_batches_together_are_the_one_process_batch(prepared):
+    """Batch b of W ranks with batch B/W holds the rows of batch b of one process with batch B (same seed)."""
+    one = list(make(prepared, seed=3, batch_size=100))
+    ranks = [list(make(prepared, seed=3, batch_size=50, rank=r, world_size=2)) for r in range(2)]
+    assert len(ranks[0]) == len(ranks[1]) == len(one) == 7
+    for b, whole in enumerate(one):
+        for col in ("C12", "I3", "label"):
+            joined = torch.stack([ranks[0][b][col], ranks[1][b][col]], dim=1).reshape(-1)
+            assert torch.equal(joined, whole[col])
 
 
 def test_set_epoch_and_missing_column(prepared, tmp_path):
@@ -148,11 +163,15 @@ def test_large_split_is_read_in_chunks(prepared, world_size, monkeypatch):
     kw = dict(seed=8, loader_chunk_rows=128, loader_block_rows=16, world_size=world_size)
     shards = [make(prepared, rank=r, **kw) for r in range(world_size)]
     assert all(isinstance(a, np.memmap) for a in shards[0].arrays.values())
+    single = make(prepared, **dict(kw, world_size=1))
+    kept = (700 // world_size) * world_size
     seen = []
     for epoch in range(2):
         orders = [s.epoch_order(epoch) for s in shards]
         allrows = np.concatenate(orders)
-        assert sorted(allrows.tolist()) == list(range(700))
+        for rank, part in enumerate(orders):     # chunked: still strides over the one-process order
+            np.testing.assert_array_equal(part, single.epoch_order(epoch)[rank:kept:world_size])
+        assert len(np.unique(allrows)) == kept
         seen.append(allrows)
         for shard, order in zip(shards, orders):
             batches = list(shard)

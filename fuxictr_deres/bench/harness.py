@@ -178,6 +178,24 @@ def _log_to_file(path: str) -> None:
                         handlers=[logging.FileHandler(path, mode="w")])
 
 
+def _train_on_rank(params: dict, log_path: str):
+    """One bench run on this rank of a launched group (``--nproc``): rank 0 logs to the run's file and returns
+    ``(record, (y_true, y_pred))`` of the whole test split; the other ranks return None and write nothing."""
+    from .. import distributed
+    from ..runner import load_data, train_and_evaluate
+    ctx = distributed.init(params.get("gpu", -1))
+    try:
+        if ctx.is_main:
+            _log_to_file(log_path)
+        distributed.quiet_other_ranks(ctx)
+        params = distributed.params_for_rank(params, ctx)
+        catcher = _PredictionCatcher()
+        record = train_and_evaluate(params, load_data(params), on_eval=catcher.on_eval)
+        return (record, catcher.last) if ctx.is_main else None
+    finally:
+        distributed.shutdown()
+
+
 def run_params(config_dir: str, spec: RunSpec, out_dir: str, data_root: Optional[str] = None,
                verbose: bool = False) -> dict:
     params = load_expid(config_dir, spec.expid, data_root=data_root)
@@ -193,11 +211,13 @@ def run_params(config_dir: str, spec: RunSpec, out_dir: str, data_root: Optional
 def run_bench(config_dir: str, specs: List[RunSpec], out_dir: str, data_root: Optional[str] = None,
               verbose: bool = False, progress: bool = True,
               after_run: Optional[Callable[[RunSpec, dict], None]] = None,
-              reuse: Sequence[str] = ()) -> List[dict]:
+              reuse: Sequence[str] = (), nproc: int = 1) -> List[dict]:
     """Run every spec not finished yet (copying those a ``reuse`` folder has trained with the identical config);
-    return the records added now (copies carry ``copied_from``)."""
+    return the records added now (copies carry ``copied_from``). ``nproc > 1`` trains each run data-parallel on
+    that many fresh processes (torchrun's launcher; ``batch_size`` stays the global batch)."""
     from tqdm import tqdm
 
+    from ..distributed.launch import run_on_processes
     from ..flops import expid_flops
     from ..runner import load_data, train_and_evaluate
     from .synthetic import synthetic_feature_map
@@ -221,7 +241,8 @@ def run_bench(config_dir: str, specs: List[RunSpec], out_dir: str, data_root: Op
                     after_run(spec, made[-1])
                 bar.update(1)
                 continue
-            _log_to_file(os.path.join(out_dir, "logs", f"{spec.key}.log"))
+            log_path = os.path.join(out_dir, "logs", f"{spec.key}.log")
+            _log_to_file(log_path)
             os.makedirs(os.path.join(params["model_root"], params["dataset_id"]), exist_ok=True)
             if params["dataset_id"] != data_id:
                 data, data_id = None, params["dataset_id"]
@@ -231,11 +252,15 @@ def run_bench(config_dir: str, specs: List[RunSpec], out_dir: str, data_root: Op
                 # FLOPs do not depend on vocabulary sizes: a synthetic map avoids a second copy of big tables
                 flops_cache[cache_key] = expid_flops(params, synthetic_feature_map(params), batch_size=2,
                                                      counted=False).analytic_total
-            catcher = _PredictionCatcher()
-            record = train_and_evaluate(params, data, on_eval=catcher.on_eval)
-            if catcher.last is None:
+            if nproc > 1:
+                record, last = run_on_processes(nproc, _train_on_rank, params, log_path)
+            else:
+                catcher = _PredictionCatcher()
+                record = train_and_evaluate(params, data, on_eval=catcher.on_eval)
+                last = catcher.last
+            if last is None:
                 raise RuntimeError(f"expid {spec.expid} seed {spec.seed}: no test predictions were seen")
-            y_true, y_pred = catcher.last
+            y_true, y_pred = last
             _store_labels(out_dir, params["dataset_id"], y_true)
             save_array(prediction_path(out_dir, spec.key), y_pred)
             record.update(bench_key=spec.key, bench_model=spec.model, bench_variant=spec.variant,

@@ -20,7 +20,7 @@ def execute(args: argparse.Namespace) -> int:
         specs = plan(_list(args.models), _list(args.datasets), [int(s) for s in _list(args.seeds)],
                      parse_overrides(args.set))
         added = run_bench(args.config, specs, args.out, data_root=args.data_root, verbose=args.verbose,
-                          reuse=args.reuse or ())
+                          reuse=args.reuse or (), nproc=args.nproc)
         print(f"{added_text(added)}, {len(specs) - len(added)} already in {args.out}/results.jsonl")
     rows = write_summary(args.out, args.reference, args.bootstrap)
     with open(f"{args.out}/summary.md") as fd:
@@ -44,6 +44,9 @@ def register(subparsers) -> None:
     parser.add_argument("--reuse", action="append", metavar="FOLDER",
                         help="an output folder whose runs with an identical training config are copied instead of "
                              "trained (repeatable)")
+    parser.add_argument("--nproc", type=int, default=1,
+                        help="train each run data-parallel on N processes (torch DDP; batch_size is the global "
+                             "batch; default 1: in this process)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates (default 1000)")
     parser.add_argument("--summary-only", action="store_true", help="only (re)write the summary of --out")
     parser.add_argument("--verbose", action="store_true", help="FuxiCTR's per-batch progress bars in the log")

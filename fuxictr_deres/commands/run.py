@@ -1,9 +1,14 @@
 """``fuxictr-deres run`` (and the repository's ``run_expid.py``): train and evaluate one expid."""
 
 import argparse
+import os
 from typing import List, Optional
 
 HELP = "train and evaluate one expid (FuxiCTR's run_expid.py)"
+EPILOG = """several processes (DDP; batch_size stays the global batch, split over the processes):
+  torchrun --standalone --nproc_per_node 2 run_expid.py --config benchmark_configs --expid DeRes_demo
+  torchrun --standalone --nproc_per_node 4 -m fuxictr_deres.cli run --config ... --expid ... --gpu 0
+(gloo on CPU; with --gpu, nccl and one GPU per process, GPU = LOCAL_RANK). See README, "Several processes or GPUs"."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,19 +34,26 @@ def execute(args: argparse.Namespace) -> int:
         overrides["seed"] = args.seed
     record = run_expid(args.config, args.expid, gpu=args.gpu, data_root=args.data_root,
                        model_root=args.model_root, overrides=overrides)
+    if os.environ.get("RANK", "0") != "0":                     # under torchrun: rank 0 reports
+        return 0
     print(f"{record['expid']}: valid {record['valid']}  test {record['test']}")
     return 0
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("run", help=HELP, description=HELP)
+    parser = subparsers.add_parser("run", help=HELP, description=HELP, epilog=EPILOG,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
     parser.set_defaults(func=execute)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of run_expid.py: the same arguments as ``fuxictr-deres run``."""
+    from torch.distributed.elastic.multiprocessing.errors import record
+
     from ..cli import run_command
-    parser = argparse.ArgumentParser(prog="run_expid.py", description=HELP)
+    parser = argparse.ArgumentParser(prog="run_expid.py", description=HELP, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
-    return run_command(execute, parser.parse_args(argv))
+    # under torchrun, an error that escapes is written to the agent's error file (its summary names the rank)
+    return record(run_command)(execute, parser.parse_args(argv))

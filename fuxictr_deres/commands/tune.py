@@ -19,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--study", default=None, help="study name (default: the space file's name)")
     parser.add_argument("--n-jobs", dest="n_jobs", type=int, default=1,
                         help="worker processes, each loading the data once and opening the same storage (default 1)")
+    parser.add_argument("--nproc", type=int, default=1,
+                        help="train each trial data-parallel on N launched processes (torch DDP; batch_size is "
+                             "the global batch; default 1: in the worker)")
     parser.add_argument("--sampler", choices=("tpe", "grid", "random"), default="tpe",
                         help="tpe (default), grid (FuxiCTR's grid over tuner_space lists) or random")
     parser.add_argument("--pruner", choices=("median", "hyperband", "none"), default="median",
@@ -49,7 +52,7 @@ def execute(args: argparse.Namespace) -> int:
     opts = StudyOptions(space_path=args.space, trials=args.trials, out=args.out or os.path.join("results", "tuning",
                         name), storage=args.storage, study_name=name, n_jobs=args.n_jobs, sampler=args.sampler,
                         pruner=args.pruner, seed=args.seed, data_root=args.data_root, gpu=args.gpu,
-                        fail_running=args.fail_running, progress=args.progress,
+                        fail_running=args.fail_running, progress=args.progress, nproc=args.nproc,
                         command=" ".join(["fuxictr-deres"] + [shlex.quote(a) for a in sys.argv[1:]]))
     if args.compare_grid:
         from ..tuning.compare import compare_grid_tpe, format_comparison

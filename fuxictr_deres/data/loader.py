@@ -9,6 +9,14 @@ A split of at most ``chunk_rows`` rows is shuffled exactly (one uniform permutat
 at two levels: its ``block_rows``-row blocks are permuted, consecutive permuted blocks form a chunk that is read
 (block by block, sequentially) into memory, and the chunk's rows are permuted. So at most ``chunk_rows`` rows are
 materialised at once, whatever the split size, and every row is still visited exactly once per epoch.
+
+Several processes (torch.distributed): every rank draws the SAME epoch order (the seed does not depend on the rank)
+and takes the positions ``rank, rank + W, rank + 2W, ...`` of it (W = world size), so the shards are disjoint and
+batch ``b`` of all ranks together is batch ``b`` of a one-process run with a W-times larger batch. DDP needs every
+rank to take the same number of steps, so a sharded train split gives each rank exactly ``n // W`` rows: the last
+``n % W`` (< W) positions of each epoch's order are left out that epoch (a different few each epoch, as
+``DistributedSampler(drop_last=True)``). Evaluation splits (``shard_eval``) keep every row (ranks differ by at most
+one row; evaluation has no collective per batch) and ``ddp_training.interleave`` restores file order.
 """
 import logging
 import os
@@ -71,7 +79,14 @@ class SeededDataLoader(object):
         if len(set(lengths.values())) > 1:
             raise ValueError(f"{data_path}: columns have different row counts: {lengths}")
         self.total_samples = next(iter(lengths.values())) if lengths else 0
-        self.num_samples = len(range(self.rank, self.total_samples, self.world_size)) if self.sharded \
+        if not self.sharded:
+            self.num_samples = self.total_samples
+        elif split == "train":
+            self.num_samples = self.total_samples // self.world_size   # equal steps on every rank (see above)
+        else:
+            self.num_samples = len(range(self.rank, self.total_samples, self.world_size))
+        # global positions of the epoch order this rank's stride runs over
+        self.visited = self.num_samples * self.world_size if self.sharded and split == "train" \
             else self.total_samples
         self.num_blocks = 1
         if self.drop_last:
@@ -114,7 +129,8 @@ class SeededDataLoader(object):
             rows = np.concatenate([np.arange(start, stop) for start, stop in ranges])
             select = np.arange(len(rows)) if perm is None else perm
             if self.sharded:
-                select = select[(self.rank - position) % self.world_size::self.world_size]
+                stop = max(0, min(len(rows), self.visited - position))
+                select = select[(self.rank - position) % self.world_size:stop:self.world_size]
             position += len(rows)
             yield ranges, rows, select
 

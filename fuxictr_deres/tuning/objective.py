@@ -12,14 +12,16 @@ import math
 import os
 import shlex
 import sys
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import optuna
 from fuxictr.utils import Monitor
 
 from ..config import apply_overrides
+from ..distributed.launch import run_on_processes
 from ..results import jsonable, write_result
 from ..runner import ExperimentData, train_and_evaluate
+from .distributed_trial import TrialLink, report_and_prune, train_trial_on_rank
 from .recovery import ERROR_ATTR, INTERRUPTED_ATTR, WORKER_ATTR, worker_identity
 from .space import SearchSpace
 
@@ -62,8 +64,14 @@ class TrialObjective:
     """Callable for ``study.optimize``: suggest, train, report, store metrics as user attributes."""
 
     def __init__(self, space: SearchSpace, base_params: dict, data: ExperimentData, out_dir: str,
-                 sampler: str, command: Optional[str] = None, keep_checkpoints: bool = False):
+                 sampler: str, command: Optional[str] = None, keep_checkpoints: bool = False,
+                 nproc: int = 1, link: Optional[Callable[[optuna.Trial], TrialLink]] = None):
+        """``nproc > 1``: each trial trains data-parallel on that many launched processes; ``link`` gives the
+        storage coordinates of a trial, for the rank that reports to it."""
         self.space, self.base_params, self.data, self.sampler = space, base_params, data, sampler
+        self.nproc, self.link = int(nproc), link
+        if self.nproc > 1 and link is None:
+            raise ValueError("a TrialObjective with nproc > 1 needs link (the study's storage and name)")
         self.out_dir = os.path.abspath(out_dir)
         self.command = command or " ".join(shlex.quote(a) for a in sys.argv)
         self.keep_checkpoints = keep_checkpoints
@@ -83,19 +91,21 @@ class TrialObjective:
         params: Dict[str, Any] = {}
 
         def on_eval(round_index: int, logs: Dict[str, float], model) -> None:
-            counter.update(model)
-            value = self.monitor.get_value(logs)
-            trial.set_user_attr("epochs", counter.epochs)
-            trial.report(value, round_index)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned after evaluation round {round_index + 1} "
-                                         f"(epoch {counter.epochs:g}): validation {value:.6f}")
+            report_and_prune(trial, self.monitor, counter, round_index, logs, model)
 
         try:
             params = self.trial_params(trial)
             os.makedirs(os.path.join(params["model_root"], params["dataset_id"]), exist_ok=True)
-            with log_to_file(os.path.join(self.out_dir, "logs", params["model_id"] + ".log")):
-                record = train_and_evaluate(params, self.data, on_eval=on_eval)
+            log_path = os.path.join(self.out_dir, "logs", params["model_id"] + ".log")
+            if self.nproc > 1:
+                outcome = run_on_processes(self.nproc, train_trial_on_rank, params, log_path, self.link(trial))
+                counter.epochs = outcome["epochs"]
+                if "pruned" in outcome:
+                    raise optuna.TrialPruned(outcome["pruned"])
+                record = outcome["record"]
+            else:
+                with log_to_file(log_path):
+                    record = train_and_evaluate(params, self.data, on_eval=on_eval)
             value = self.monitor.get_value(record["valid"])
             if not math.isfinite(value):
                 raise FloatingPointError(f"validation {self.base_params.get('monitor')} is {value}")

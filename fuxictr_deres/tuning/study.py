@@ -6,6 +6,7 @@ them: in this process for one job, else in K spawned worker processes that each 
 the dataset once (processes, not threads: torch training holds the GIL for Python-side work).
 """
 
+import functools
 import multiprocessing
 import os
 import time
@@ -16,6 +17,7 @@ import optuna
 import torch
 
 from ..errors import ConfigError
+from .distributed_trial import TrialLink
 from .objective import TrialObjective
 from .progress import StudyProgress
 from .recovery import budget_used, recover_interrupted, retry_callback
@@ -44,6 +46,7 @@ class StudyOptions:
     fail_running: bool = False
     progress: bool = True
     command: Optional[str] = None
+    nproc: int = 1
 
     def resolved(self) -> "StudyOptions":
         """A copy with absolute paths, the storage text and the study name filled in."""
@@ -51,8 +54,9 @@ class StudyOptions:
             raise ValueError(f"--sampler {self.sampler!r}: expected one of {SAMPLERS}")
         if self.pruner not in PRUNERS:
             raise ValueError(f"--pruner {self.pruner!r}: expected one of {PRUNERS}")
-        if self.trials < 1 or self.n_jobs < 1:
-            raise ValueError(f"--trials ({self.trials}) and --n-jobs ({self.n_jobs}) must be >= 1")
+        if self.trials < 1 or self.n_jobs < 1 or self.nproc < 1:
+            raise ValueError(f"--trials ({self.trials}), --n-jobs ({self.n_jobs}) and --nproc ({self.nproc}) must "
+                             f"be >= 1")
         out = os.path.abspath(self.out)
         name = self.study_name or os.path.splitext(os.path.basename(self.space_path))[0]
         return StudyOptions(**{**self.__dict__, "out": out, "study_name": name,
@@ -111,6 +115,17 @@ class BudgetCallback:
             study.stop()
 
 
+def _trial_link(opts: StudyOptions, epochs: int, trial: optuna.Trial) -> TrialLink:
+    # Optuna has no public id of a live Trial; the storage addresses trials by _trial_id
+    return TrialLink(opts.storage, opts.study_name, trial._trial_id, opts.pruner, int(epochs))
+
+
+def make_objective(opts: StudyOptions, space: SearchSpace, params: dict, data) -> TrialObjective:
+    """The objective of this worker: trials in this process, or each on ``opts.nproc`` launched processes."""
+    return TrialObjective(space, params, data, opts.out, opts.sampler, command=opts.command, nproc=opts.nproc,
+                          link=functools.partial(_trial_link, opts, params.get("epochs", 1)))
+
+
 def _prepare(opts: StudyOptions):
     space = load_space(opts.space_path)
     params = load_base_params(space, data_root=opts.data_root)
@@ -122,7 +137,7 @@ def _optimize(opts: StudyOptions, quota: int, worker: int) -> None:
     from ..runner import load_data
     space, params = _prepare(opts)
     study = open_study(opts, space, params, worker)
-    objective = TrialObjective(space, params, load_data(params), opts.out, opts.sampler, command=opts.command)
+    objective = make_objective(opts, space, params, load_data(params))
     study.optimize(objective, n_trials=quota, catch=(Exception,), callbacks=[BudgetCallback(opts.trials)],
                    gc_after_trial=True)
 
@@ -171,7 +186,9 @@ def run_study(options: StudyOptions, pruner: Optional[optuna.pruners.BasePruner]
     try:
         if opts.n_jobs == 1:
             data = load_data(params)
-            objective = TrialObjective(space, params, data, opts.out, opts.sampler, command=opts.command)
+            if pruner is not None and opts.nproc > 1:
+                raise ValueError("a pruner object cannot be sent to launched processes; use --pruner NAME")
+            objective = make_objective(opts, space, params, data)
             study.optimize(objective, n_trials=remaining, catch=(Exception,), gc_after_trial=True,
                            callbacks=[BudgetCallback(opts.trials), progress.refresh])
         else:
