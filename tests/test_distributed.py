@@ -76,3 +76,33 @@ def test_a_failing_rank_ends_the_job_with_its_message(demo_data_root, tmp_path):
     assert "RuntimeError: injected failure on rank 1" in out, out[-4000:]
     assert not os.path.exists(os.path.join(model_root, "results.jsonl"))
     assert seconds < 300          # torchrun's agent stopped rank 0, which was waiting in the gradient all-reduce
+
+
+def test_bench_nproc_gathers_the_whole_test_split_in_file_order(demo_data_root, tmp_path):
+    from sklearn.metrics import roc_auc_score
+
+    from fuxictr_deres.bench.harness import labels_path, plan, prediction_path, run_bench
+    out = str(tmp_path / "bench")
+    specs = plan(["DeRes"], ["demo"], [1], overrides=SETTINGS)
+    [record] = run_bench(CONFIG, specs, out, data_root=demo_data_root, progress=False, nproc=2)
+    assert record["world_size"] == 2
+    y_true, y_pred = np.load(labels_path(out, "demo")), np.load(prediction_path(out, specs[0].key))
+    stored = np.load(os.path.join(demo_data_root, "demo", "test", "label.npy"))
+    np.testing.assert_array_equal(y_true, stored)             # rank 0 put the shards back in file order
+    assert roc_auc_score(y_true, y_pred) == pytest.approx(record["test"]["AUC"], abs=1e-5)
+    assert os.path.isfile(os.path.join(out, "logs", f"{specs[0].key}.log"))
+
+
+def test_tune_nproc_trains_each_trial_on_two_processes(demo_data_root, tmp_path):
+    import optuna
+    from test_tuning import write_space
+
+    from fuxictr_deres.tuning.study import StudyOptions, run_study
+    space = write_space(tmp_path, fixed=dict(SETTINGS, eval_steps=None), tuner_space={"learning_rate": [1.e-3]})
+    opts = StudyOptions(space_path=space, trials=1, out=str(tmp_path / "out"), sampler="grid", pruner="median",
+                        data_root=demo_data_root, progress=False, nproc=2)
+    [trial] = run_study(opts).trials
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.user_attrs["epochs"] == 1
+    assert list(trial.intermediate_values.values()) == [trial.value]      # rank 0 reported to the worker's trial
+    [record] = [json.loads(line) for line in open(tmp_path / "out" / "results.jsonl")]
+    assert record["world_size"] == 2 and record["valid"]["AUC"] == trial.value
