@@ -24,6 +24,8 @@ def run_on_processes(nproc: int, entrypoint: Callable[..., Any], *args: Any) -> 
         results = elastic_launch(config, entrypoint)(*args)
     except ChildFailedError as err:
         rank, failure = err.get_first_failure()
-        raise RankFailedError(f"rank {rank} of {nproc} failed (exit code {failure.exitcode}): "
-                              f"{failure.message}") from None
+        message = failure.message            # the error file's {"message": "Type: text", "extraInfo": {...}}
+        if isinstance(message, dict):
+            message = message.get("message", message)
+        raise RankFailedError(f"rank {rank} of {nproc} failed (exit code {failure.exitcode}): {message}") from None
     return results[0]
