@@ -98,6 +98,37 @@ def routing_removal_effect(model, batches: Callable[[], Iterable[dict]]) -> Opti
             "d_AUC": trained["AUC"] - removed["AUC"], "d_logloss": trained["logloss"] - removed["logloss"]}
 
 
+def _row_tv(w: torch.Tensor, ref: torch.Tensor) -> float:
+    """Mean total-variation distance between the rows of two row-stochastic matrices (0 = equal, 1 = disjoint)."""
+    return float(0.5 * (w - ref).abs().sum(-1).mean())
+
+
+def mixing_report(model) -> List[dict]:
+    """UniMixer's mixing matrices per UniMixing unit at the current temperature: W_G's and W_B's mean diagonal
+    and row distances (total variation) from the identity, the uniform 1/n, the TokenMixer permutation and
+    their own noise-free init (at the same temperature). Empty for models without UniMixing units."""
+    from .layers.uni_mixing import UniMixing
+    out = []
+    with torch.no_grad():
+        for i, unit in enumerate(getattr(model, "units", [])):
+            if not isinstance(unit, UniMixing):
+                continue
+            w_local, w_global = (w.float().cpu() for w in unit.mixing_matrices())
+            init_local, init_global = (w.float().cpu() for w in unit.initial_matrices())
+            entry = {"unit": i, "tau": float(unit.tau), "blocks": unit.num_blocks, "block_width": unit.block}
+            for name, w, init in (("global", w_global, init_global), ("local", w_local, init_local)):
+                n = w.shape[-1]
+                eye = torch.eye(n).expand_as(w)
+                entry[f"{name}_diag"] = float(w.diagonal(dim1=-2, dim2=-1).mean())
+                entry[f"{name}_from_identity"] = _row_tv(w, eye)
+                entry[f"{name}_from_uniform"] = _row_tv(w, torch.full_like(w, 1.0 / n))
+                entry[f"{name}_from_init"] = _row_tv(w, init)
+            if unit.mixing_init == "tokenmixer":
+                entry["global_from_tokenmixer"] = _row_tv(w_global, unit.global_pattern.float().cpu())
+            out.append(entry)
+    return out
+
+
 def _ragged(rows: List[list]) -> np.ndarray:
     width = max(len(r) for r in rows)
     out = np.full((len(rows), width), np.nan)

@@ -110,3 +110,16 @@ def test_orthogonal_part_of_the_read():
     moved = collect_trace(trained_like(expid_model("DeRes_demo", TINY_DEMO)), batch)
     assert all(0 < e["perp_to_identity"] <= e["read_to_identity"] + 1e-6 for e in moved)
     assert all(e["input_off_identity"] > 0 for e in moved)
+
+
+def test_command_reports_unimixer_mixing(tmp_path, capsys):
+    params = expid_params(CONFIG, "UniMixer_demo", {"num_layers": 1, "d_model": 16, "num_tokens": 4})
+    model = build_for_measurement(params, synthetic_feature_map(params))
+    torch.save(model.state_dict(), tmp_path / "u.model")
+    argv = ["diagnose", "--config", CONFIG, "--out", str(tmp_path / "out"), "--synthetic-batches", "1",
+            "--batch-size", "8", "--set", "num_layers=1", "--set", "d_model=16", "--set", "num_tokens=4",
+            "--expid", "UniMixer_demo", "--checkpoint", str(tmp_path / "u.model")]
+    assert main(argv) == 0
+    assert "mixing unit 0 (tau 1, 16 blocks of 4)" in capsys.readouterr().out
+    (entry,) = json.load(open(tmp_path / "out" / "mixing.json"))["UniMixer_demo (siamese)"]
+    assert entry["global_from_init"] < 0.01 and entry["global_from_uniform"] < 0.05     # weak prior at tau = 1

@@ -28,13 +28,13 @@ def execute(args: argparse.Namespace) -> int:
 
     from ..bench.synthetic import build_for_measurement, expid_params, feature_map_for
     from ..config import load_expid, parse_overrides
-    from ..diagnostics import collect_trace, plot_diagnostics, routing_removal_effect, write_json
+    from ..diagnostics import collect_trace, mixing_report, plot_diagnostics, routing_removal_effect, write_json
     checkpoints = args.checkpoint or []
     if checkpoints and len(checkpoints) != len(args.expid):
         raise ValueError(f"give one --checkpoint per --expid ({len(args.expid)} expids, {len(checkpoints)} "
                          f"checkpoints), or none to use each expid's <model_root>/<dataset_id>/<expid>.model")
     overrides = parse_overrides(args.set)
-    traces, removals = {}, {}
+    traces, removals, mixings = {}, {}, {}
     for i, expid in enumerate(args.expid):
         params = expid_params(args.config, expid, overrides)
         if args.data_root:
@@ -72,6 +72,16 @@ def execute(args: argparse.Namespace) -> int:
             if "H_res" in e:
                 extra.append("H_res diag " + " ".join(f"{row[j]:.2f}" for j, row in enumerate(e["H_res"])))
             print(f"   read {e['read']:>2}: " + "; ".join(extra))
+        mixing = mixing_report(model)
+        if mixing:
+            mixings[f"{expid} ({rule})"] = mixing
+        for m in mixing:
+            tm = f", TokenMixer {m['global_from_tokenmixer']:.3f}" if "global_from_tokenmixer" in m else ""
+            print(f"   mixing unit {m['unit']} (tau {m['tau']:.3g}, {m['blocks']} blocks of {m['block_width']}): W_G diag "
+                  f"{m['global_diag']:.3f}, row distance from identity {m['global_from_identity']:.3f}, uniform "
+                  f"{m['global_from_uniform']:.3f}{tm}, init {m['global_from_init']:.3f}; W_B diag {m['local_diag']:.3f}, "
+                  f"from identity {m['local_from_identity']:.3f}, uniform {m['local_from_uniform']:.3f}, "
+                  f"init {m['local_from_init']:.3f}")
         effect = routing_removal_effect(model, batches) if not args.no_removal else None
         if effect is not None:
             removals[f"{expid} ({rule})"] = effect
@@ -83,6 +93,10 @@ def execute(args: argparse.Namespace) -> int:
     plot_diagnostics(traces, png)
     write_json(traces, js)
     print(f"wrote {png} and {js}")
+    if mixings:
+        mx = os.path.join(args.out, "mixing.json")
+        write_json(mixings, mx)
+        print(f"wrote {mx}")
     if removals:
         rm = os.path.join(args.out, "routing_removal.json")
         write_json(removals, rm)
