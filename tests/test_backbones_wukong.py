@@ -35,3 +35,18 @@ def test_analytic_flops_cover_torch_matmul_count():
     measured = counter.get_total_flops()
     analytic = layer.flops(8)
     assert measured <= analytic <= 1.5 * measured
+
+
+def test_token_width_is_projected_to_d_model(feature_map):
+    model = build_model(WuKong, feature_map, num_layers=2, d_model=24)          # embedding_dim 8 in the toy model
+    assert model.tokenizer.d_in == 8 and model.tokenizer.d_out == 24
+    assert all(unit.d_model == 24 for unit in model.units)
+    assert model(toy_batch(4))["y_pred"].shape == (4, 1)
+    assert isinstance(build_model(WuKong, feature_map, d_model=None).tokenizer, torch.nn.Identity)
+
+
+def test_expids_run_at_the_token_models_width():
+    from conftest import expid_model
+    for dataset in ("frappe", "movielenslatest", "criteo"):
+        model = expid_model(f"WuKong_{dataset}")
+        assert model.d_model == 64 and model.units[0].d_model == 64, dataset   # not the embedding width 10

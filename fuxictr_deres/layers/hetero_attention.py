@@ -1,8 +1,12 @@
-"""Hiformer's composite attention (Gui et al., KDD'23, arXiv 2311.05884) as a pure unit with its own Pre-Norm.
+"""Hiformer's composite attention (Gui et al., KDD'23, arXiv 2311.05884, Section 4) as a pure unit with its own
+Pre-Norm. ``composite: kv`` (default, the paper's Hiformer layer):
 
     hn = RMSNorm(h);  c = concat(hn_1..hn_T)
-    [Q_1..Q_T] = c U_Q V_Q,  [K_1..K_T] = c U_K V_K      low-rank factorised (T d x r)(r x T d) composite projections
-    V_j = hn_j W_V_j,  o_i = MHA(Q, K, V)_i W_O_i        token-specific value and output projections
+    Q_i = hn_i W_Q_i                                     heterogeneous (token-specific) queries
+    [K_1..K_T] = c U_K V_K,  [V_1..V_T] = c U_V V_V      low-rank factorised (T d x r)(r x T d) composite keys, values
+    o_i = MHA(Q, K, V)_i W_O_i                           token-specific output projection
+
+``composite: qk`` (this project's earlier form, kept as an option): composite Q and K, token-specific V_j.
 
 The plain heterogeneous attention (token-specific Q_i, K_j, V_j, O) is ``TokenAttention(token_specific=True)``.
 ``num_queries`` < T computes only the last queries (Hiformer's task token in the last layer).
@@ -20,8 +24,11 @@ class CompositeAttention(nn.Module):
     """(B, T, d) -> (B, num_queries, d); needs the full T input tokens (the composite map reads them all)."""
 
     def __init__(self, num_tokens: int, d_model: int, num_heads: int, rank: int, dropout: float = 0.0,
-                 num_queries: int = None):
+                 num_queries: int = None, composite: str = "kv"):
         super().__init__()
+        if composite not in ("kv", "qk"):
+            raise ValueError(f"hiformer composite={composite!r}; expected 'kv' (the paper) or 'qk'")
+        self.composite = composite
         if d_model % num_heads != 0:
             raise ValueError(f"num_heads={num_heads} must divide d_model={d_model}")
         if rank < 1:
@@ -31,9 +38,13 @@ class CompositeAttention(nn.Module):
         self.dropout = dropout
         width = num_tokens * d_model
         self.norm = nn.RMSNorm(d_model, eps=1e-6)
-        self.q_down, self.q_up = nn.Linear(width, rank, bias=False), nn.Linear(rank, width, bias=False)
         self.k_down, self.k_up = nn.Linear(width, rank, bias=False), nn.Linear(rank, width, bias=False)
-        self.value = TokenLinear(num_tokens, d_model, d_model)
+        if composite == "kv":
+            self.query = TokenLinear(self.num_queries, d_model, d_model)
+            self.v_down, self.v_up = nn.Linear(width, rank, bias=False), nn.Linear(rank, width, bias=False)
+        else:
+            self.q_down, self.q_up = nn.Linear(width, rank, bias=False), nn.Linear(rank, width, bias=False)
+            self.value = TokenLinear(num_tokens, d_model, d_model)
         self.out = TokenLinear(self.num_queries, d_model, d_model)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
@@ -43,9 +54,13 @@ class CompositeAttention(nn.Module):
         hn = self.norm(h)
         flat = hn.flatten(start_dim=1)
         nq = self.num_queries
-        q = F.linear(self.q_down(flat), self.q_up.weight[(t - nq) * d:]).view(b, nq, d)
         k = self.k_up(self.k_down(flat)).view(b, t, d)
-        v = self.value(hn)
+        if self.composite == "kv":
+            q = self.query(hn[:, t - nq:])
+            v = self.v_up(self.v_down(flat)).view(b, t, d)
+        else:
+            q = F.linear(self.q_down(flat), self.q_up.weight[(t - nq) * d:]).view(b, nq, d)
+            v = self.value(hn)
         heads = lambda x: x.reshape(b, x.shape[1], self.num_heads, d // self.num_heads).transpose(1, 2)
         o = F.scaled_dot_product_attention(heads(q), heads(k), heads(v),
                                            dropout_p=self.dropout if self.training else 0.0)
@@ -53,8 +68,12 @@ class CompositeAttention(nn.Module):
 
     def flops(self, num_tokens: int) -> int:
         t, d, r, nq = num_tokens, self.d_model, self.rank, self.num_queries
-        projections = (flops_rules.matmul(1, t * d, r) * 2 + flops_rules.matmul(1, r, nq * d)
-                       + flops_rules.matmul(1, r, t * d) + self.value.flops(t))
+        if self.composite == "kv":
+            projections = (flops_rules.matmul(1, t * d, r) * 2 + flops_rules.matmul(1, r, t * d) * 2
+                           + self.query.flops(nq))
+        else:
+            projections = (flops_rules.matmul(1, t * d, r) * 2 + flops_rules.matmul(1, r, nq * d)
+                           + flops_rules.matmul(1, r, t * d) + self.value.flops(t))
         scores = flops_rules.matmul(nq, d, t) + 4 * self.num_heads * nq * t
         return (flops_rules.rmsnorm(t, d) + projections + scores + flops_rules.matmul(nq, t, d)
                 + self.out.flops(nq))

@@ -1,6 +1,11 @@
 """HiFormer (Gui et al., Google, KDD'23, arXiv 2311.05884): heterogeneous self-attention over feature tokens with
-token-specific Q_i, K_j, V_j, O projections, optionally Q/K from a low-rank composite projection of all tokens
-(Hiformer), in standard Pre-Norm Transformer layers."""
+token-specific Q_i, K_j, V_j, O projections, or the Hiformer layer (Section 4): token-specific queries with keys
+and values from a low-rank composite projection of all tokens (``composite: kv``; ``qk`` is this project's earlier
+composite Q/K form), in standard Pre-Norm Transformer layers. The configs use one token per feature (``tokenizer:
+perfield``, T = F + 1 with the task token), as the paper does.
+
+Simplifications [ours]: RMSNorm pre-norm and the shared MLP head/readout of the token backbone; no model-level
+pruning beyond the last layer's task-token query."""
 
 from typing import List, Optional, Tuple
 
@@ -32,17 +37,17 @@ class TaskTokenTokenizer(nn.Module):
 class HiFormer(TokenCTR):
     """HiFormer on the shared token backbone (attention and FFN units, ``residual: prenorm``).
 
-    ``composite_rank`` r: Q and K from the low-rank composite projection (Hiformer); None: heterogeneous attention
-    with token-specific Q/K/V/O. ``task_token``: the tokenizer makes T - 1 feature tokens plus a learned task token,
+    ``composite_rank`` r: the Hiformer layer, K and V (``composite: kv``, default) or Q and K (``qk``) from the
+    low-rank composite projection; None: heterogeneous attention with token-specific Q/K/V/O. ``task_token``: the tokenizer makes T - 1 feature tokens plus a learned task token,
     and the last layer computes only the task token's query (its output is the readout).
     """
 
     default_residual = "prenorm"
 
     def __init__(self, feature_map, model_id: str = "HiFormer", composite_rank: Optional[int] = None,
-                 task_token: bool = False, **kwargs):
-        super().__init__(feature_map, model_id=model_id, composite_rank=composite_rank, task_token=task_token,
-                         **kwargs)
+                 composite: str = "kv", task_token: bool = False, **kwargs):
+        super().__init__(feature_map, model_id=model_id, composite_rank=composite_rank, composite=composite,
+                         task_token=task_token, **kwargs)
 
     def build_tokenizer(self, name: str, num_fields: int, embedding_dim: int, num_tokens: int, d_model: int,
                         options: dict, task_token: bool = False, **kwargs) -> nn.Module:
@@ -56,14 +61,14 @@ class HiFormer(TokenCTR):
 
     def build_units(self, num_tokens: int, d_model: int, num_layers: int, num_heads: int, ffn_ratio: float,
                     ffn_activation: str, token_specific: bool, causal: bool, attention_dropout: float,
-                    net_dropout: float, composite_rank: Optional[int] = None, task_token: bool = False,
-                    **kwargs) -> Tuple[List[nn.Module], int, int]:
+                    net_dropout: float, composite_rank: Optional[int] = None, composite: str = "kv",
+                    task_token: bool = False, **kwargs) -> Tuple[List[nn.Module], int, int]:
         units = []
         for layer in range(num_layers):
             queries = 1 if task_token and layer == num_layers - 1 else num_tokens
             if composite_rank:
                 units.append(CompositeAttention(num_tokens, d_model, num_heads, composite_rank, attention_dropout,
-                                                num_queries=queries))
+                                                num_queries=queries, composite=composite))
             else:
                 units.append(TokenAttention(num_tokens, d_model, num_heads, True, causal, attention_dropout,
                                             num_queries=queries))
