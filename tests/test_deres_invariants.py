@@ -237,3 +237,15 @@ def test_recency_prior_initialisation_survives_reset_parameters(feature_map):
         assert torch.count_nonzero(reads.beta[r, m:]) == 0
     default = build_model(DeRes, feature_map, num_layers=3).rule.reads
     assert torch.count_nonzero(default.beta) == 0                              # invariant 2 at the default
+
+
+def test_depth_weighted_sum_backward_is_exact_in_float64():
+    from fuxictr_deres.residuals.block_attention import DepthWeightedSum
+    g = torch.Generator().manual_seed(0)
+    alpha = torch.randn(3, 4, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    sources = [torch.randn(3, 4, 6, dtype=torch.float64, generator=g, requires_grad=True) for _ in range(5)]
+    # a token-major (strided) source, as the backbone stores them
+    sources[1] = torch.randn(4, 3, 6, dtype=torch.float64, generator=g).transpose(0, 1).requires_grad_()
+    assert torch.autograd.gradcheck(DepthWeightedSum.apply, (alpha, *sources))
+    expected = torch.einsum("btm,mbtd->btd", alpha, torch.stack(sources))
+    torch.testing.assert_close(DepthWeightedSum.apply(alpha, *sources), expected)
