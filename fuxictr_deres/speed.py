@@ -17,6 +17,7 @@ import torch
 def train_step(model, batch: dict) -> Callable[[], float]:
     """One FuxiCTR training step (forward, loss, backward, clipping, optimizer step) on ``batch``, as a callable."""
     model._max_gradient_norm = getattr(model, "_max_gradient_norm", 10.0)   # set by fit() in FuxiCTR
+    model._batch_index = getattr(model, "_batch_index", 0)                 # set by train_epoch (DCNv2 reads it)
     model.train()
 
     def step() -> float:
@@ -48,6 +49,22 @@ def step_time_ratio(step_a: Callable[[], object], step_b: Callable[[], object], 
     ratios = [a / b for a, b in zip(times_a, times_b)]
     return {"ratio": statistics.median(ratios), "ratios": ratios, "time_a": statistics.median(times_a),
             "time_b": statistics.median(times_b)}
+
+
+def interleaved_step_times(steps: List[Callable[[], object]], rounds: int = 7, warmup: int = 2) -> Dict[str, list]:
+    """Round-robin timing of several steps: each round times every step once, the order rotating by one per round
+    (so no step always runs first); returns per-step lists of times and of ratios t_i / t_0 within each round."""
+    for _ in range(warmup):
+        for step in steps:
+            step()
+    times: List[List[float]] = [[] for _ in steps]
+    for r in range(rounds):
+        for k in range(len(steps)):
+            i = (k + r) % len(steps)
+            times[i].append(_timed(steps[i]))
+    ratios = [[t / t0 for t, t0 in zip(ts, times[0])] for ts in times]
+    return {"times": times, "ratios": ratios, "median_times": [statistics.median(ts) for ts in times],
+            "median_ratios": [statistics.median(rs) for rs in ratios]}
 
 
 def matmul_throughput(rows: int, d_in: int, d_out: int, repeats: int = 9) -> float:
