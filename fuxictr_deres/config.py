@@ -5,7 +5,9 @@ keys from ``dataset_config.yaml``. On top of that this loader
 - names the file and the close matches when an expid or dataset id is unknown, and refuses an expid defined twice;
 - resolves relative ``data_root`` / ``model_root`` against the config directory (not the working directory), so
   ``run_expid.py`` works from anywhere; ``--data_root`` / ``$FUXICTR_DERES_DATA_ROOT`` and ``--model_root`` win;
-- rejects numbers that YAML read as strings (``1e-3`` is a string in YAML 1.1; write ``1.e-3``).
+- reads numbers that YAML took for text (``1e-3`` is a string in YAML 1.1) as numbers for numeric keys, and
+  rejects any other text there naming the key and type (``expid_keys``);
+- refuses overrides of keys the expid does not read (``--set num_layer=8``), with close matches.
 """
 
 import copy
@@ -18,9 +20,10 @@ import yaml
 from fuxictr.utils import load_config as fuxictr_load_config
 
 from .errors import ConfigError
+from .expid_keys import check_override_keys, coerce_numbers, coerce_value
 
 DATA_ROOT_ENV = "FUXICTR_DERES_DATA_ROOT"
-NUMERIC_KEYS = ("learning_rate", "embedding_regularizer", "net_regularizer", "net_dropout", "attention_dropout")
+PREPARED_ROOT_ENV = "FUXICTR_DERES_PREPARED_ROOT"
 
 
 def _yaml_files(config_dir: str, kind: str) -> List[str]:
@@ -75,8 +78,24 @@ def _resolve(path: str, base_dir: str) -> str:
     return path if os.path.isabs(path) else os.path.normpath(os.path.join(base_dir, path))
 
 
+def resolve_data_roots(params: dict, config_dir: str, data_root: Optional[str] = None,
+                       prepared_root: Optional[str] = None) -> dict:
+    """Set absolute ``data_root`` (where source files are read) and ``prepared_root`` (where the prepared dataset
+    is written and read; default ``data_root``) in ``params``. A root given on the command line or in the
+    environment is relative to the working directory; one written in the config is relative to the config
+    directory."""
+    root = data_root or os.environ.get(DATA_ROOT_ENV)
+    params["data_root"] = (_resolve(root, os.getcwd()) if root
+                           else _resolve(params.get("data_root", "../data/"), config_dir))
+    root = prepared_root or os.environ.get(PREPARED_ROOT_ENV)
+    params["prepared_root"] = (_resolve(root, os.getcwd()) if root
+                               else _resolve(params["prepared_root"], config_dir) if params.get("prepared_root")
+                               else params["data_root"])
+    return params
+
+
 def load_expid(config_dir: str, expid: str, data_root: Optional[str] = None,
-               model_root: Optional[str] = None) -> dict:
+               model_root: Optional[str] = None, prepared_root: Optional[str] = None) -> dict:
     """Merged parameters of ``expid`` with absolute ``data_root`` and ``model_root``."""
     config_dir = os.path.abspath(os.path.expanduser(config_dir))
     if not os.path.isdir(config_dir):
@@ -100,16 +119,8 @@ def load_expid(config_dir: str, expid: str, data_root: Optional[str] = None,
     params = fuxictr_load_config(config_dir, expid)
     if "model" not in params:
         raise ConfigError(f"{expids[expid]}: expid {expid!r} has no `model:` key")
-    for key in NUMERIC_KEYS:
-        value = params.get(key)
-        if isinstance(value, str):
-            raise ConfigError(f"{expids[expid]}: {expid}.{key} = {value!r} is a string, expected a number "
-                              f"(YAML reads 1e-3 as text: write 1.e-3)")
-    # A root given on the command line or in the environment is relative to the working directory;
-    # one written in the config is relative to the config directory.
-    root = data_root or os.environ.get(DATA_ROOT_ENV)
-    params["data_root"] = (_resolve(root, os.getcwd()) if root
-                           else _resolve(params.get("data_root", "../data/"), config_dir))
+    coerce_numbers(params, where=f"{expids[expid]}: expid {expid}")
+    resolve_data_roots(params, config_dir, data_root, prepared_root)
     params["model_root"] = (_resolve(model_root, os.getcwd()) if model_root
                             else _resolve(params.get("model_root", "../checkpoints/"), config_dir))
     params["config_dir"] = config_dir
@@ -126,7 +137,8 @@ def _base(config_dir: str) -> dict:
 
 def parse_overrides(items) -> Dict[str, object]:
     """``["num_layers=8", "residual_params.num_blocks=4", "head_hidden_units=[128, 64]"]`` -> a dict; values are
-    read as YAML, so numbers, lists and mappings work (write 1.e-3, not 1e-3)."""
+    read as YAML, so numbers, lists and mappings work (``1e-3``, text in YAML 1.1, becomes a number in
+    ``apply_overrides`` for numeric keys)."""
     overrides: Dict[str, object] = {}
     for item in items or []:
         key, sep, text = str(item).partition("=")
@@ -139,11 +151,15 @@ def parse_overrides(items) -> Dict[str, object]:
     return overrides
 
 
-def apply_overrides(params: dict, overrides: Optional[Dict[str, object]]) -> dict:
+def apply_overrides(params: dict, overrides: Optional[Dict[str, object]], where: str = "override") -> dict:
     """A copy of ``params`` with ``overrides`` set; a dotted key sets inside a mapping (``residual_params.tau``),
-    copying the inner mappings so ``params`` itself is never changed."""
+    copying the inner mappings so ``params`` itself is never changed. A key the expid does not read is an error
+    (with close matches); numeric text of a numeric key becomes a number."""
     out = dict(params)
+    check_override_keys(params, overrides or {}, where)
     for key, value in (overrides or {}).items():
+        value = coerce_value(dict(params, **{k: v for k, v in (overrides or {}).items() if "." not in k}), key,
+                             value, f"{where} {key}")
         target, parts = out, key.split(".")
         for part in parts[:-1]:
             inner = target.get(part)

@@ -58,7 +58,8 @@ def synthetic_feature_map(params: dict, tmp_dir: Optional[str] = None) -> Featur
 def feature_map_for(params: dict, synthetic: bool = False) -> Tuple[FeatureMap, str]:
     """The prepared dataset's FeatureMap when its ``feature_map.json`` exists (and ``synthetic`` is False), else a
     synthetic one; returns (feature map, a note saying which)."""
-    path = os.path.join(params.get("data_root", ""), params["dataset_id"], "feature_map.json")
+    root = params.get("prepared_root") or params.get("data_root", "")
+    path = os.path.join(root, params["dataset_id"], "feature_map.json")
     if not synthetic and os.path.isfile(path):
         fm = FeatureMap(params["dataset_id"], os.path.dirname(path))
         fm.load(path, params)

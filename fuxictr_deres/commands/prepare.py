@@ -8,9 +8,11 @@ from typing import Optional
 HELP = "prepare one dataset of a config (raw files -> BARS splits -> FuxiCTR feature map and id columns)"
 
 
-def dataset_params(config_dir: str, dataset_id: str, data_root: Optional[str] = None) -> dict:
-    """The ``dataset_config.yaml`` entry of ``dataset_id`` with an absolute ``data_root`` (as ``run`` resolves it)."""
-    from ..config import DATA_ROOT_ENV, _read_yaml, _resolve, _unknown, _yaml_files
+def dataset_params(config_dir: str, dataset_id: str, data_root: Optional[str] = None,
+                   prepared_root: Optional[str] = None) -> dict:
+    """The ``dataset_config.yaml`` entry of ``dataset_id`` with absolute ``data_root`` and ``prepared_root`` (as
+    ``run`` resolves them)."""
+    from ..config import _read_yaml, _unknown, _yaml_files, resolve_data_roots
     from ..errors import ConfigError
     config_dir = os.path.abspath(os.path.expanduser(config_dir))
     files = _yaml_files(config_dir, "dataset_config")
@@ -22,10 +24,7 @@ def dataset_params(config_dir: str, dataset_id: str, data_root: Optional[str] = 
     if dataset_id not in datasets:
         raise _unknown("dataset_id", dataset_id, datasets, os.path.join(config_dir, "dataset_config.yaml"))
     params = dict(datasets[dataset_id] or {}, dataset_id=dataset_id, config_dir=config_dir)
-    root = data_root or os.environ.get(DATA_ROOT_ENV)
-    params["data_root"] = (_resolve(root, os.getcwd()) if root
-                           else _resolve(params.get("data_root", "../data/"), config_dir))
-    return params
+    return resolve_data_roots(params, config_dir, data_root, prepared_root)
 
 
 def summary(info: dict, folder: str) -> str:
@@ -47,7 +46,7 @@ def summary(info: dict, folder: str) -> str:
 def execute(args: argparse.Namespace) -> int:
     from ..data.prepare import PREPARED_FILE, ensure_dataset, read_prepared
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    params = dataset_params(args.config, args.dataset, args.data_root)
+    params = dataset_params(args.config, args.dataset, args.data_root, args.prepared_root)
     if args.source:
         source = dict(params.get("source") or {})
         if source.get("format") not in ("criteo_tsv", "avazu_csv"):
@@ -56,7 +55,7 @@ def execute(args: argparse.Namespace) -> int:
         source["path"] = os.path.abspath(os.path.expanduser(args.source))
         source.pop("generate", None)
         params["source"] = source
-    marker = os.path.join(params["data_root"], args.dataset, PREPARED_FILE)
+    marker = os.path.join(params["prepared_root"], args.dataset, PREPARED_FILE)
     before = os.path.getmtime(marker) if os.path.exists(marker) else None
     folder = ensure_dataset(params, force=args.force, skip_bad_rows=args.skip_bad_rows, progress=True)
     if before is not None and os.path.getmtime(marker) == before:
@@ -70,7 +69,11 @@ def register(subparsers) -> None:
     parser.add_argument("--config", required=True, help="config directory holding dataset_config.yaml")
     parser.add_argument("--dataset", required=True, help="dataset id, e.g. criteo, criteo_x4, avazu")
     parser.add_argument("--data_root", default=None,
-                        help="where datasets live (default: the config's data_root or $FUXICTR_DERES_DATA_ROOT)")
+                        help="where the source files are read (default: the config's data_root or "
+                             "$FUXICTR_DERES_DATA_ROOT)")
+    parser.add_argument("--prepared_root", default=None,
+                        help="where the prepared dataset is written (default: data_root; the config's prepared_root "
+                             "or $FUXICTR_DERES_PREPARED_ROOT): the inputs can then sit in a read-only folder")
     parser.add_argument("--source", default=None,
                         help="the raw file to read instead of the configured path (plain or .gz)")
     parser.add_argument("--force", action="store_true", help="rebuild even when the fingerprint matches")

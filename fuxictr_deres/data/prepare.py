@@ -1,6 +1,6 @@
 """Raw files -> a prepared FuxiCTR dataset folder, built once, atomically, keyed by a fingerprint.
 
-Layout of ``<data_root>/<dataset_id>/``::
+Layout of ``<prepared_root>/<dataset_id>/`` (``prepared_root`` defaults to ``data_root``, where the inputs are)::
 
     feature_map.json, feature_processor.pkl, feature_vocab.json   (FuxiCTR's FeatureProcessor.fit writes these)
     train/ valid/ test/   one <column>.npy per feature and label (categorical int32, numeric/label float32)
@@ -8,8 +8,13 @@ Layout of ``<data_root>/<dataset_id>/``::
 
 Vocabularies are fitted by FuxiCTR's own ``FeatureProcessor`` (or the class named by ``feature_processor``) on the
 train split; encoding is polars-native (``encode.py``) instead of FuxiCTR's Ray transform, which is slow and
-unseeded. The build happens in a temporary sibling folder that is renamed into place only when complete.
+unseeded. The build happens in a temporary sibling folder; its entries are then moved into the dataset folder one
+by one, ``prepared.json`` last (the commit mark). Preparing never deletes or overwrites a file it did not create: the
+dataset folder may hold the user's raw files (FuxiCTR's usual ``<data_root>/<dataset_id>/train.txt`` layout), which
+stay untouched, and an entry of the same name as an output that this code did not write stops the build with an
+error. The inputs may live in a read-only folder when ``prepared_root`` points elsewhere.
 """
+import fcntl
 import hashlib
 import importlib
 import json
@@ -18,6 +23,7 @@ import os
 import shutil
 import uuid
 
+from ..config import PREPARED_ROOT_ENV
 from . import raw_readers
 from .demo import write_criteo_demo
 from .build import RAW_FORMATS
@@ -27,6 +33,17 @@ from .splits import SPLITS
 FORMAT_VERSION = 2
 PREPARED_FILE = "prepared.json"
 PREPARE_COMMAND = "fuxictr-deres prepare --config {config} --dataset {dataset_id} --data_root {data_root}"
+#: names this code has written into a dataset folder (kept across builds, so a build cut short mid-install can
+#: still tell its own entries from the user's)
+OUTPUTS_FILE = ".prepared-outputs.json"
+#: what a folder prepared before OUTPUTS_FILE existed holds (those builds replaced the whole folder)
+LEGACY_OUTPUTS = ("feature_map.json", "feature_processor.pkl", "feature_vocab.json", "train", "valid", "test",
+                  PREPARED_FILE)
+_HASH_BLOCK = 8 << 20
+
+
+class PreparedFolderConflictError(ValueError):
+    """The dataset folder holds a file of the name of an output that preparation did not write."""
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -107,8 +124,27 @@ def _digest(obj):
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _file_signature(path, sample=1 << 20):
-    """Size plus sha256 of the first and last MiB: cheap, content-based (mtime would differ across copies)."""
+def _file_signature(path):
+    """Size plus sha256 of the whole content, streamed in 8 MiB blocks: any edit (also a same-size one in the
+    middle) makes the prepared copy stale; mtime is not used (it differs across copies of the same file)."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fd:
+        for block in iter(lambda: fd.read(_HASH_BLOCK), b""):
+            h.update(block)
+            size += len(block)
+    return {"name": os.path.basename(path), "size": size, "sha256": h.hexdigest()}
+
+
+def _prepare_command(params, data_root, prepared_root):
+    command = PREPARE_COMMAND.format(config=params.get("config_dir") or "CONFIG_DIR", dataset_id=params["dataset_id"],
+                                     data_root=data_root)
+    return command + (f" --prepared_root {prepared_root}" if prepared_root != data_root else "")
+
+
+def _legacy_signature(path, sample=1 << 20):
+    """The fingerprint of folders prepared before whole-content hashing: size plus sha256 of the first and last MiB.
+    Only used to recognise such a folder (see ``ensure_dataset``), never for a new build."""
     size = os.path.getsize(path)
     h = hashlib.sha256()
     with open(path, "rb") as fd:
@@ -119,15 +155,24 @@ def _file_signature(path, sample=1 << 20):
     return {"name": os.path.basename(path), "size": size, "sha256_head_tail": h.hexdigest()}
 
 
-def _missing_error(params, data_root, expected):
+def _legacy_match(done, settings_fp, inputs):
+    """True when ``done`` was prepared with the head/tail fingerprint from these very inputs' head and tail."""
+    recorded = (done or {}).get("inputs") or {}
+    if not recorded or not all("sha256_head_tail" in v for v in recorded.values()):
+        return False
+    legacy = _digest({"settings": settings_fp, "inputs": {r: _legacy_signature(p) for r, p in inputs.items()}})
+    return done.get("fingerprint") == legacy
+
+
+def _missing_error(params, data_root, expected, prepared_root=None):
     dataset_id = params["dataset_id"]
-    lines = [f"Dataset {dataset_id!r} is not prepared under {os.path.join(data_root, dataset_id)} "
+    prepared_root = prepared_root or data_root
+    lines = [f"Dataset {dataset_id!r} is not prepared under {os.path.join(prepared_root, dataset_id)} "
              "and its source files are missing:"]
     for path in expected.values():
         alt = "" if path.endswith(".gz") else f" (or {path}.gz)"
         lines.append(f"  {path}{alt}")
-    command = PREPARE_COMMAND.format(config=params.get("config_dir") or "CONFIG_DIR", dataset_id=dataset_id,
-                                     data_root=data_root)
+    command = _prepare_command(params, data_root, prepared_root)
     lines.append(f"Put the source files there, then prepare the dataset with:\n  {command}")
     return DatasetNotFoundError("\n".join(lines))
 
@@ -141,9 +186,23 @@ def read_prepared(dataset_dir):
         return None
 
 
+def missing_files(dataset_dir, info):
+    """Files a complete prepared folder has and ``dataset_dir`` lacks (one ``.npy`` per column and split)."""
+    names = ["feature_map.json"] + [os.path.join(split, f"{col}.npy") for split in SPLITS
+                                    for col in info.get("columns", [])]
+    return [n for n in names if not os.path.isfile(os.path.join(dataset_dir, n))]
+
+
+def prepared_root_of(params):
+    """Where prepared datasets are written and read: ``prepared_root`` (config key, ``--prepared_root`` or
+    ``$FUXICTR_DERES_PREPARED_ROOT``), else ``data_root`` (where the inputs are)."""
+    root = params.get("prepared_root") or os.environ.get(PREPARED_ROOT_ENV) or params["data_root"]
+    return os.path.abspath(os.path.expanduser(str(root)))
+
+
 # ---------------------------------------------------------------- building
 
-def _build(params, settings, fingerprint, settings_fp, source, inputs, final_dir, tmp_dir,
+def _build(params, settings, fingerprint, settings_fp, source, inputs, signatures, final_dir, tmp_dir,
            skip_bad_rows=False, progress=False):
     data_root, dataset_id = os.path.dirname(final_dir), os.path.basename(final_dir)
     cls = _processor_class(settings["feature_processor"])
@@ -171,7 +230,7 @@ def _build(params, settings, fingerprint, settings_fp, source, inputs, final_dir
         "format_version": FORMAT_VERSION,
         "fingerprint": fingerprint,
         "settings_fingerprint": settings_fp,
-        "inputs": {role: _file_signature(path) for role, path in inputs.items()},
+        "inputs": signatures,
         "settings": settings,
         "vocab_size": vocab_sizes,
         "columns": list(processor.feature_map.features) + list(processor.feature_map.labels),
@@ -181,63 +240,111 @@ def _build(params, settings, fingerprint, settings_fp, source, inputs, final_dir
         json.dump(info, fd, indent=2, sort_keys=True, default=str)
 
 
-def _remove_stale_builds(data_root, dataset_id):
-    """Delete temporary folders of builds whose process is gone (killed mid-build)."""
-    prefix = f".{dataset_id}.building-"
+def _remove_stale_builds(prepared_root, dataset_id):
+    """Delete the temporary folders (``.<id>.building-<pid>-*``, ``.<id>.old-<pid>-*``) of builds whose process
+    is gone (killed mid-build); both names are made by this module only."""
+    prefixes = (f".{dataset_id}.building-", f".{dataset_id}.old-")
     try:
-        names = os.listdir(data_root)
+        names = os.listdir(prepared_root)
     except OSError:
         return
     for name in names:
-        if not name.startswith(prefix):
+        prefix = next((p for p in prefixes if name.startswith(p)), None)
+        if prefix is None:
             continue
         try:
             pid = int(name[len(prefix):].split("-")[0])
             os.kill(pid, 0)
         except ProcessLookupError:
             logging.info("Removing the leftover of an interrupted build: %s", name)
-            shutil.rmtree(os.path.join(data_root, name), ignore_errors=True)
+            shutil.rmtree(os.path.join(prepared_root, name), ignore_errors=True)
         except (ValueError, PermissionError):
             continue
 
 
-def _move_into_place(tmp_dir, final_dir, fingerprint):
-    if os.path.exists(final_dir):
-        old = os.path.join(os.path.dirname(final_dir),
-                           f".{os.path.basename(final_dir)}.old-{uuid.uuid4().hex[:8]}")
-        os.rename(final_dir, old)
-        try:
-            os.rename(tmp_dir, final_dir)
-        except OSError:
-            os.rename(old, final_dir)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-        return
+def _owned_outputs(final_dir):
+    """The entries of ``final_dir`` that preparation wrote (and may replace)."""
     try:
-        os.rename(tmp_dir, final_dir)
-    except OSError:
-        # another process finished the same dataset first: keep theirs if it is the same build
-        done = read_prepared(final_dir)
-        if done and done.get("fingerprint") == fingerprint:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
-            return
-        raise
+        with open(os.path.join(final_dir, OUTPUTS_FILE)) as fd:
+            return set(json.load(fd))
+    except FileNotFoundError:
+        return set(LEGACY_OUTPUTS) if os.path.isfile(os.path.join(final_dir, PREPARED_FILE)) else set()
+    except ValueError:
+        return set()
+
+
+def _write_json_atomically(path, obj):
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as fd:
+        json.dump(obj, fd, indent=2, sort_keys=True, default=str)
+    os.replace(tmp, path)
+
+
+def _move_into_place(tmp_dir, final_dir):
+    """Move the built entries of ``tmp_dir`` into ``final_dir`` one by one, replacing only earlier outputs.
+
+    ``prepared.json`` goes first out and last in, so a folder cut short mid-way reads as not prepared (and is
+    rebuilt); the replaced entries go to a hidden sibling folder, deleted at the end. Anything else in
+    ``final_dir`` (the user's raw files) is never touched."""
+    names = sorted(os.listdir(tmp_dir), key=lambda n: n == PREPARED_FILE)
+    os.makedirs(final_dir, exist_ok=True)
+    owned = _owned_outputs(final_dir)
+    conflicts = [n for n in names if os.path.lexists(os.path.join(final_dir, n)) and n not in owned]
+    if conflicts:
+        raise PreparedFolderConflictError(
+            f"{final_dir} already holds {', '.join(conflicts)}, which preparing did not write; nothing was changed. "
+            f"Move those files, or write the prepared dataset elsewhere with --prepared_root DIR "
+            f"(or ${PREPARED_ROOT_ENV})")
+    _write_json_atomically(os.path.join(final_dir, OUTPUTS_FILE), sorted(owned | set(names)))
+    trash = os.path.join(os.path.dirname(final_dir),
+                         f".{os.path.basename(final_dir)}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    os.makedirs(trash)
+    try:
+        for name in [PREPARED_FILE] + [n for n in names if n != PREPARED_FILE]:
+            if os.path.lexists(os.path.join(final_dir, name)):
+                os.rename(os.path.join(final_dir, name), os.path.join(trash, name))
+        for name in names:
+            os.rename(os.path.join(tmp_dir, name), os.path.join(final_dir, name))
+    finally:
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+class _BuildLock:
+    """An exclusive ``flock`` on the prepared root folder itself (no lock file is left behind): concurrent runs on a
+    fresh data root build a dataset once (the others wait, then find it up to date). Released by the kernel if the
+    process is killed."""
+
+    def __init__(self, prepared_root):
+        self.path = prepared_root
+
+    def __enter__(self):
+        self.fd = os.open(self.path, os.O_RDONLY)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
 
 
 def ensure_dataset(params, force=False, skip_bad_rows=False, progress=False):
-    """Return ``<data_root>/<dataset_id>``, preparing it first when it is missing or stale.
+    """Return ``<prepared_root>/<dataset_id>``, preparing it first when it is missing, incomplete or stale.
 
-    ``params`` is a merged FuxiCTR expid config with ``dataset_id``, ``data_root``, ``feature_cols``,
+    ``params`` is a merged FuxiCTR expid config with ``dataset_id``, ``data_root`` (where the source files are),
+    optional ``prepared_root`` (where the prepared dataset goes; default ``data_root``), ``feature_cols``,
     ``label_col``, optional ``min_categr_count`` (default 1), ``feature_processor``, ``config_dir`` (only used in
-    error messages) and ``source`` (see the package docs). ``force=True`` rebuilds even when up to date. ``skip_bad_rows`` drops and counts malformed rows
-    instead of stopping at the first (the count is in ``prepared.json``); ``progress`` shows tqdm bars.
+    error messages) and ``source`` (see the package docs). ``force=True`` rebuilds even when up to date.
+    ``skip_bad_rows`` drops and counts malformed rows instead of stopping at the first (the count is in
+    ``prepared.json``); ``progress`` shows tqdm bars.
     Raises ``DatasetNotFoundError`` when the source files are missing and no matching prepared copy exists.
     """
     data_root = os.path.abspath(os.path.expanduser(str(params["data_root"])))
+    prepared_root = prepared_root_of(params)
     source = _source_spec(params)
     settings = _settings(params, source)
     settings_fp = _digest(settings)
-    final_dir = os.path.join(data_root, str(params["dataset_id"]))
+    dataset_id = str(params["dataset_id"])
+    final_dir = os.path.join(prepared_root, dataset_id)
     expected = _expected_inputs(source, data_root)
 
     generate = source.get("generate")
@@ -247,28 +354,54 @@ def ensure_dataset(params, force=False, skip_bad_rows=False, progress=False):
 
     inputs = {role: raw_readers.resolve_input(path) for role, path in expected.items()}
     done = read_prepared(final_dir)
+    incomplete = missing_files(final_dir, done) if done else []
     if any(v is None for v in inputs.values()):
         # raw files may be deleted after preparing: a copy prepared with the same settings is still valid
         if done and done.get("settings_fingerprint") == settings_fp and not force:
+            if incomplete:
+                raise DatasetNotFoundError(
+                    f"{final_dir}: the prepared copy of dataset {dataset_id!r} is incomplete (missing "
+                    f"{', '.join(incomplete[:5])}{' ...' if len(incomplete) > 5 else ''}) and its source files are "
+                    f"missing ({', '.join(p for r, p in expected.items() if inputs[r] is None)}): put them back, "
+                    f"then run {_prepare_command(params, data_root, prepared_root)}")
             return final_dir
-        raise _missing_error(params, data_root, {r: p for r, p in expected.items() if inputs[r] is None})
+        raise _missing_error(params, data_root, {r: p for r, p in expected.items() if inputs[r] is None},
+                             prepared_root)
 
-    fingerprint = _digest({"settings": settings_fp,
-                           "inputs": {role: _file_signature(path) for role, path in inputs.items()}})
-    if done and done.get("fingerprint") == fingerprint and not force:
-        logging.info("Dataset %s is up to date: %s", params["dataset_id"], final_dir)
+    signatures = {role: _file_signature(path) for role, path in inputs.items()}
+    fingerprint = _digest({"settings": settings_fp, "inputs": signatures})
+
+    def up_to_date(info):
+        return info and info.get("fingerprint") == fingerprint and not force and not missing_files(final_dir, info)
+
+    if up_to_date(done):
+        logging.info("Dataset %s is up to date: %s", dataset_id, final_dir)
         return final_dir
+    if done and not force and not incomplete and _legacy_match(done, settings_fp, inputs):
+        # prepared by an earlier version, which fingerprinted the first and last MiB only: not rebuilt unasked
+        # (other runs may be reading it), but said once per use
+        logging.warning("Dataset %s: %s was prepared with a head/tail fingerprint of its inputs, so an edit in the "
+                        "middle of a source file would go unnoticed; `prepare --force` rebuilds it with a "
+                        "whole-content fingerprint", dataset_id, final_dir)
+        return final_dir
+    if done and incomplete:
+        logging.warning("Dataset %s: %s is incomplete (missing %s): rebuilding it", dataset_id, final_dir,
+                        ", ".join(incomplete[:5]))
 
-    os.makedirs(data_root, exist_ok=True)
-    _remove_stale_builds(data_root, str(params["dataset_id"]))
-    tmp_dir = os.path.join(data_root, f".{params['dataset_id']}.building-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    os.makedirs(tmp_dir)
-    try:
-        _build(params, settings, fingerprint, settings_fp, source, inputs, final_dir, tmp_dir, skip_bad_rows,
-               progress)
-        _move_into_place(tmp_dir, final_dir, fingerprint)
-    finally:
-        if os.path.exists(tmp_dir):
-            shutil.rmtree(tmp_dir, ignore_errors=True)
-    logging.info("Prepared dataset %s: %s", params["dataset_id"], final_dir)
+    os.makedirs(prepared_root, exist_ok=True)
+    with _BuildLock(prepared_root):
+        done = read_prepared(final_dir)
+        if up_to_date(done):                       # another process built it while this one waited
+            return final_dir
+        _remove_stale_builds(prepared_root, dataset_id)
+        tmp_dir = os.path.join(prepared_root, f".{dataset_id}.building-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        os.makedirs(tmp_dir)
+        try:
+            _build(params, settings, fingerprint, settings_fp, source, inputs, signatures, final_dir, tmp_dir,
+                   skip_bad_rows, progress)
+            _move_into_place(tmp_dir, final_dir)
+        finally:
+            if os.path.exists(tmp_dir):
+                shutil.rmtree(tmp_dir, ignore_errors=True)
+    logging.info("Prepared dataset %s: %s", dataset_id, final_dir)
     return final_dir
