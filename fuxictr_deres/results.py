@@ -83,10 +83,43 @@ def write_result(model_root: str, record: Dict[str, Any], command: str) -> None:
     append_line(os.path.join(model_root, RESULTS_JSONL), json.dumps(jsonable(record), sort_keys=True))
 
 
+def result_files(model_root: str) -> List[str]:
+    """The two results files of a model root (or output folder)."""
+    return [os.path.join(os.path.abspath(model_root), name) for name in (RESULTS_CSV, RESULTS_JSONL)]
+
+
+def run_report(record: Dict[str, Any]) -> str:
+    """What a finished run tells its user: metrics as numbers and where each of its files went."""
+    lines = [f"{record['expid']} (model {record['model']}, dataset {record['dataset_id']}, seed {record['seed']}) "
+             f"finished: best epoch {record.get('best_epoch')}, {record.get('fit_seconds', 0):.1f} s training"
+             + (f" on {record['device']}" if record.get("device") else "")]
+    for split in ("valid", "test"):
+        lines.append(f"  {split:5s}  " + "   ".join(f"{k} {float(v):.6f}" for k, v in record[split].items()))
+    lines.append(f"  run directory  {record['run_dir']}")
+    lines.append(f"    checkpoint   {record['checkpoint']}")
+    if record.get("log"):
+        lines.append(f"    log          {record['log']}")
+    if record.get("results_files"):
+        lines.append(f"  results        {'  '.join(record['results_files'])} (one line appended to each)")
+    return "\n".join(lines)
+
+
 def read_records(model_root: str) -> List[Dict[str, Any]]:
     """Every record of ``results.jsonl`` (an empty list when there is none)."""
     path = os.path.join(model_root, RESULTS_JSONL)
     if not os.path.exists(path):
         return []
+    records = []
     with open(path, "r", encoding="utf-8") as fd:
-        return [json.loads(line) for line in fd if line.strip()]
+        for number, line in enumerate(fd, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as err:
+                raise ValueError(f"{path}, line {number}: not a JSON record ({err}): {line[:80]!r}. Repair or delete "
+                                 f"that line; a bench re-run then trains that run again") from err
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}, line {number}: expected a JSON object, got {type(record).__name__}")
+            records.append(record)
+    return records

@@ -8,6 +8,7 @@ unchanged inside them. Works for any FuxiCTR model, including the installed DCNv
 import time
 from typing import Callable, Dict, List, Optional
 
+import numpy as np
 import torch
 
 from .errors import NonFiniteLossError
@@ -24,8 +25,37 @@ class TrainingMonitor:
         self.train_seconds, self.train_samples = 0.0, 0
         self._train_step = model.train_step
         self._checkpoint = model.checkpoint_and_earlystop
+        self._compute_loss = model.compute_loss
+        self._evaluate_metrics = model.evaluate_metrics
         model.train_step = self.train_step
         model.checkpoint_and_earlystop = self.checkpoint_and_earlystop
+        model.compute_loss = self.compute_loss
+        model.evaluate_metrics = self.evaluate_metrics
+
+    def _where(self) -> str:
+        m = self.model
+        return f"epoch {m._epoch_index + 1}, batch {m._batch_index + 1}"
+
+    def _stop(self, what: str) -> None:
+        raise NonFiniteLossError(
+            f"{self.context}: {what}; no result was written (the best checkpoint so far stays at "
+            f"{self.model.checkpoint}). Lower learning_rate or check the data.")
+
+    def compute_loss(self, return_dict, y_true):
+        # predictions go NaN before the loss does, and the BCE loss then fails with "all elements of input should
+        # be between 0 and 1": check them first
+        y_pred = return_dict["y_pred"].detach()
+        if not bool(torch.isfinite(y_pred).all()):
+            bad = int((~torch.isfinite(y_pred)).sum())
+            self._stop(f"{bad} of {y_pred.numel()} training predictions became non-finite (NaN/inf) at "
+                       f"{self._where()}")
+        return self._compute_loss(return_dict, y_true)
+
+    def evaluate_metrics(self, y_true, y_pred, metrics, group_id=None):
+        if not np.isfinite(y_pred).all():
+            self._stop(f"{int((~np.isfinite(y_pred)).sum())} of {len(y_pred)} evaluation predictions are "
+                       f"non-finite (NaN/inf) after training epoch {self.model._epoch_index + 1}")
+        return self._evaluate_metrics(y_true, y_pred, metrics, group_id)
 
     def train_step(self, batch_data):
         start = time.perf_counter()
@@ -33,11 +63,7 @@ class TrainingMonitor:
         self.train_seconds += time.perf_counter() - start
         self.train_samples += len(next(iter(batch_data.values())))
         if not torch.isfinite(loss.detach()):
-            m = self.model
-            raise NonFiniteLossError(
-                f"{self.context}: training loss became {loss.item()} at epoch {m._epoch_index + 1}, "
-                f"batch {m._batch_index + 1}; no result was written (the best checkpoint so far stays at "
-                f"{m.checkpoint}). Lower learning_rate or check the data.")
+            self._stop(f"training loss became {loss.item()} at {self._where()}")
         return loss
 
     def checkpoint_and_earlystop(self, logs, min_delta=1e-6):

@@ -10,7 +10,7 @@ from sklearn.metrics import roc_auc_score
 
 from fuxictr_deres import runner
 from fuxictr_deres.bench.bootstrap import RankedScores, paired_auc_difference
-from fuxictr_deres.bench.harness import labels_path, plan, prediction_path, run_bench
+from fuxictr_deres.bench.harness import labels_path, plan, prediction_path, run_bench, spec_key
 from fuxictr_deres.bench.summary import write_summary
 from fuxictr_deres.cli import main
 from fuxictr_deres.config import load_expid
@@ -77,13 +77,13 @@ def test_resume_predictions_and_summary(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         run_bench(CONFIG, specs, out, progress=False)
     assert len(read_records(out)) == 3                           # the killed run left nothing behind
-    assert not os.path.exists(prediction_path(out, specs[-1].key))
+    assert not os.path.exists(prediction_path(out, spec_key(CONFIG, specs[-1])))
     monkeypatch.setattr(runner, "train_and_evaluate", fake_trainer())
     made = run_bench(CONFIG, specs, out, progress=False)
-    assert [r["bench_key"] for r in made] == [specs[-1].key]     # only the killed run is redone
+    assert [r["bench_key"] for r in made] == [spec_key(CONFIG, specs[-1])]     # only the killed run is redone
     assert run_bench(CONFIG, specs, out, progress=False) == []
     assert len(np.load(labels_path(out, "demo"))) == 500
-    assert all(os.path.exists(prediction_path(out, s.key)) for s in specs)
+    assert all(os.path.exists(prediction_path(out, spec_key(CONFIG, s))) for s in specs)
     assert all(r["flops_per_sample"] > 0 for r in read_records(out))
     rows = write_summary(out, "DeRes", num_boot=50)
     onetrans = next(r for r in rows if r["model"] == "OneTrans")
@@ -145,9 +145,9 @@ def test_reuse_copies_runs_of_an_identical_training_config_and_trains_the_rest(t
     assert trained == [2]
     source = next(r for r in read_records(table) if r["model"] == "DeRes")
     copy = next(r for r in read_records(sweep) if r["seed"] == 1)
-    assert copy["bench_key"] == specs[0].key != source["bench_key"]
+    assert copy["bench_key"] == spec_key(CONFIG, specs[0]) != source["bench_key"]
     assert copy["copied_from"].endswith(f"{source['bench_key']}") and copy["test"] == source["test"]
-    assert np.array_equal(np.load(prediction_path(sweep, specs[0].key)),
+    assert np.array_equal(np.load(prediction_path(sweep, spec_key(CONFIG, specs[0]))),
                           np.load(prediction_path(table, source["bench_key"])))
     assert np.array_equal(np.load(labels_path(sweep, "demo")), np.load(labels_path(table, "demo")))
 

@@ -36,7 +36,8 @@ def test_run_expid_script_trains_and_writes_results(expid, data_root, tmp_path):
     with open(os.path.join(model_root, "results.csv")) as fd:
         line = fd.read()
     assert f"[exp_id] {expid},[dataset_id] demo" in line and "[test] logloss:" in line
-    assert os.path.exists(os.path.join(model_root, "demo", f"{expid}.model"))
+    assert os.path.isfile(record["checkpoint"])
+    assert os.path.dirname(record["run_dir"]) == os.path.join(model_root, "demo", expid)
 
 
 def test_same_seed_gives_identical_metrics(data_root, tmp_path):
@@ -81,7 +82,7 @@ def write_config(tmp_path, expid_settings, dataset_settings=None):
     ({"model": "DeRes", "residual_params": {"path_mode": "both"}}, "residual_params.path_mode='both'"),
     ({"model": "DeRes", "num_heads": 3}, "num_heads=3 must divide d_model=16"),
     ({"model": "DeRes", "tokenizer": "perfield", "num_tokens": 5}, "num_tokens must equal the number of fields (39)"),
-    ({"model": "DeRes", "learning_rate": "1e-3"}, "Exp_demo.learning_rate = '1e-3' is a string"),
+    ({"model": "DeRes", "learning_rate": "abc"}, "expid Exp_demo: learning_rate = 'abc' is not a number"),
 ])
 def test_bad_hyperparameters_get_a_clear_error(settings, message, data_root, tmp_path, capsys):
     config = write_config(tmp_path, dict({"dataset_id": "demo", **TINY}, **settings))

@@ -71,7 +71,7 @@ def test_report_from_stored_records(tmp_path, capsys):
                 auc = float(curve(c) + rng.normal(0, 2e-4))
                 write_result(out, {"expid": spec.expid, "dataset_id": "demo", "seed": seed, "valid": {},
                                    "test": {"AUC": auc, "logloss": float(2.5 * c ** -0.05)},
-                                   "bench_key": spec.key, "bench_model": model, "bench_variant": spec.variant,
+                                   "bench_key": f"{model}-{depth}-{seed}", "bench_model": model, "bench_variant": spec.variant,
                                    "flops_per_sample": float(c)}, "test")
     assert main(["scaling", "--config", CONFIG, "--models", "DeRes,OneTrans", "--dataset", "demo",
                  "--out", out, "--set", "epochs=1", "--report-only", "--bootstrap", "40"]) == 0

@@ -183,7 +183,7 @@ def test_grid_sampler_reproduces_fuxictr_grid(tmp_path):
     ({"tuner_space": {"num_headz": [2, 4]}}, "tuner_space.num_headz: unknown key 'num_headz'"),
     ({"tuner_space": {"num_heads": []}}, "tuner_space.num_heads is an empty list"),
     ({"search_space": {"learning_rate": {"type": "float", "low": 0.1, "high": 0.01}}}, "low = 0.1 > high = 0.01"),
-    ({"search_space": {"learning_rate": {"type": "float", "low": "1e-4", "high": 0.01}}}, "write 1.e-3"),
+    ({"search_space": {"learning_rate": {"type": "float", "low": "abc", "high": 0.01}}}, "low = 'abc' is not a number"),
     ({"search_space": {"learning_rate": {"type": "uniform", "low": 0.1, "high": 1}}}, "type = 'uniform'"),
     ({"search_space": {"num_heads": {"type": "categorical", "choices": []}}}, "choices must be a non-empty list"),
     ({"tuner_space": {"min_categr_count": [1, 2]}}, "min_categr_count cannot be tuned"),

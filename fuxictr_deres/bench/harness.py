@@ -2,8 +2,11 @@
 ``runner.load_data`` / ``runner.train_and_evaluate``, the data loaded once per dataset.
 
 Resumable: each finished run appends its record to ``<out>/results.jsonl`` (results.write_result, the one writer)
-with a ``bench_key`` = hash(expid, seed, overrides); a re-run skips the keys already there, and a run killed before
-its record was appended is simply redone. Test predictions go to ``<out>/predictions/<key>.npy`` (temp + rename)
+with a ``bench_key`` = hash(whole resolved training config, variant label); a re-run skips the runs whose resolved
+config is already there (so editing an expid's YAML retrains it), and a run killed before its record was appended is
+simply redone. Parallel workers on one ``--out`` share the plan: each run key is trained under an exclusive
+``flock`` of ``<out>/locks/<key>.lock``; a worker finding a key locked goes on to the next and comes back for it at
+the end, by when its record is normally there. Test predictions go to ``<out>/predictions/<key>.npy`` (temp + rename)
 BEFORE the record, so a record always has its predictions; the test labels once per dataset to
 ``<out>/predictions/<dataset_id>.labels.npy``.
 
@@ -12,6 +15,8 @@ Reuse: a run of another results folder (``reuse``) whose resolved training confi
 L=4 runs of a benchmark table as the L=4 points of a depth sweep. The copy names its source in ``copied_from``.
 """
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -28,8 +33,9 @@ from ..errors import ConfigError
 from ..results import RESULTS_JSONL, jsonable, read_records, write_result
 
 PREDICTIONS = "predictions"
-# config keys that say where a run's files go or how much it logs, not what it trains
-PLACE_KEYS = ("model_root", "verbose", "data_loader")
+LOCKS = "locks"
+# config keys that say where a run's files come from or go, or how much it logs, not what it trains
+PLACE_KEYS = ("model_root", "verbose", "data_loader", "data_root", "prepared_root", "config_dir")
 
 
 @dataclass
@@ -50,11 +56,6 @@ class RunSpec:
         """The overrides as canonical JSON: runs of one variant differ only by seed."""
         return json.dumps(jsonable(self.overrides), sort_keys=True)
 
-    @property
-    def key(self) -> str:
-        text = json.dumps({"expid": self.expid, "seed": self.seed, "overrides": jsonable(self.overrides)},
-                          sort_keys=True)
-        return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
 
 def plan(models: Iterable[str], datasets: Iterable[str], seeds: Iterable[int],
@@ -79,8 +80,41 @@ def check_expids(config_dir: str, specs: List[RunSpec]) -> None:
                           f"<Model>_<dataset>; {len(known)} expids are defined there)")
 
 
-def finished_keys(out_dir: str) -> set:
-    return {r["bench_key"] for r in read_records(out_dir) if "bench_key" in r}
+def run_key(params: dict, variant: str) -> str:
+    """The key of a run: its whole resolved training config (``training_identity``) and the variant label it is
+    filed under (``RunSpec.variant``)."""
+    text = json.dumps({"config": training_identity(params), "variant": variant}, sort_keys=True)
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
+
+
+def finished_runs(out_dir: str) -> Dict[str, dict]:
+    """The finished runs of ``out_dir`` by run key, recomputed from each record's stored config (so records of
+    any earlier key scheme resume too)."""
+    done = {}
+    for r in read_records(out_dir):
+        if "bench_key" in r and "config" in r:
+            done[run_key(r["config"], r.get("bench_variant", "{}"))] = r
+    return done
+
+
+@contextlib.contextmanager
+def run_lock(out_dir: str, key: str, wait: bool):
+    """An exclusive lock on run ``key`` of ``out_dir``: yields True when held, False when another process holds it
+    (``wait=False``). The kernel releases it when its holder dies, so a killed worker's run is redone."""
+    os.makedirs(os.path.join(out_dir, LOCKS), exist_ok=True)
+    fd = os.open(os.path.join(out_dir, LOCKS, f"{key}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def save_array(path: str, values: np.ndarray) -> None:
@@ -128,14 +162,15 @@ def reusable_runs(folders: Sequence[str]) -> Dict[str, Tuple[str, dict]]:
     return found
 
 
-def copy_run(source: str, record: dict, spec: RunSpec, out_dir: str, command: str) -> dict:
-    """Append ``record`` of folder ``source`` to ``out_dir`` as the run ``spec``, with its test predictions."""
+def copy_run(source: str, record: dict, spec: RunSpec, key: str, out_dir: str, command: str) -> dict:
+    """Append ``record`` of folder ``source`` to ``out_dir`` as the run ``spec`` (key ``key``), with its test
+    predictions."""
     dataset_id = record["dataset_id"]
     _store_labels(out_dir, dataset_id, np.load(labels_path(source, dataset_id)))
-    save_array(prediction_path(out_dir, spec.key), np.load(os.path.join(source, record["predictions"])))
-    copied = dict(record, bench_key=spec.key, bench_model=spec.model, bench_variant=spec.variant,
+    save_array(prediction_path(out_dir, key), np.load(os.path.join(source, record["predictions"])))
+    copied = dict(record, bench_key=key, bench_model=spec.model, bench_variant=spec.variant,
                   overrides=spec.overrides, copied_from=f"{os.path.abspath(source)}:{record['bench_key']}",
-                  predictions=os.path.relpath(prediction_path(out_dir, spec.key), out_dir))
+                  predictions=os.path.relpath(prediction_path(out_dir, key), out_dir))
     write_result(out_dir, copied, command)
     return copied
 
@@ -197,80 +232,104 @@ def _train_on_rank(params: dict, log_path: str):
 
 
 def run_params(config_dir: str, spec: RunSpec, out_dir: str, data_root: Optional[str] = None,
-               verbose: bool = False) -> dict:
-    params = load_expid(config_dir, spec.expid, data_root=data_root)
-    params = apply_overrides(params, spec.overrides)
+               verbose: bool = False, gpu: int = -1, prepared_root: Optional[str] = None) -> Tuple[dict, str]:
+    """The resolved params of run ``spec`` and its run key."""
+    params = load_expid(config_dir, spec.expid, data_root=data_root, prepared_root=prepared_root)
+    params = apply_overrides(params, spec.overrides, where="--set")
     params["seed"] = spec.seed
-    params["gpu"] = params.get("gpu", -1)
-    # one checkpoint folder per run: <out>/checkpoints/<key>/<dataset_id>/<expid>.model (for `diagnose`)
-    params["model_root"] = os.path.join(out_dir, "checkpoints", spec.key)
+    params["gpu"] = gpu
     params["verbose"] = 1 if verbose else 0
-    return params
+    key = run_key(params, spec.variant)
+    # one checkpoint folder per run key: <out>/checkpoints/<key>/<dataset_id>/<expid>/seed<S>-<run id>/
+    params["model_root"] = os.path.join(out_dir, "checkpoints", key)
+    return params, key
+
+
+def spec_key(config_dir: str, spec: RunSpec, data_root: Optional[str] = None) -> str:
+    """The run key ``run_bench`` files ``spec`` under."""
+    return run_params(config_dir, spec, "", data_root)[1]
 
 
 def run_bench(config_dir: str, specs: List[RunSpec], out_dir: str, data_root: Optional[str] = None,
               verbose: bool = False, progress: bool = True,
               after_run: Optional[Callable[[RunSpec, dict], None]] = None,
-              reuse: Sequence[str] = (), nproc: int = 1) -> List[dict]:
+              reuse: Sequence[str] = (), nproc: int = 1, gpu: int = -1,
+              prepared_root: Optional[str] = None) -> List[dict]:
     """Run every spec not finished yet (copying those a ``reuse`` folder has trained with the identical config);
-    return the records added now (copies carry ``copied_from``). ``nproc > 1`` trains each run data-parallel on
-    that many fresh processes (torchrun's launcher; ``batch_size`` stays the global batch)."""
+    return the records added now by this process (copies carry ``copied_from``). ``nproc > 1`` trains each run
+    data-parallel on that many fresh processes (torchrun's launcher; ``batch_size`` stays the global batch)."""
     from tqdm import tqdm
 
     from ..distributed.launch import run_on_processes
     from ..flops import expid_flops
-    from ..runner import load_data, train_and_evaluate
+    from ..runner import check_gpu, load_data, train_and_evaluate
     from .synthetic import synthetic_feature_map
     check_expids(config_dir, specs)
+    check_gpu(gpu)
     os.makedirs(out_dir, exist_ok=True)
-    done = finished_keys(out_dir)
-    todo = [s for s in specs if s.key not in done]
+    planned = [(spec, *run_params(config_dir, spec, out_dir, data_root, verbose, gpu, prepared_root))
+               for spec in specs]
+    done = finished_runs(out_dir)
+    todo = [p for p in planned if p[2] not in done]
     reusable = reusable_runs(reuse) if reuse and todo else {}
     command = " ".join(shlex.quote(a) for a in sys.argv)
     made, data, data_id, flops_cache = [], None, None, {}
     bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc="bench runs", unit="run",
                disable=not progress, file=sys.stderr)
-    try:
-        for spec in todo:
-            bar.set_postfix_str(f"{spec.expid} seed {spec.seed}")
-            params = run_params(config_dir, spec, out_dir, data_root, verbose)
-            source = reusable.get(training_identity(params))
-            if source is not None:
-                made.append(copy_run(*source, spec, out_dir, command))
-                if after_run is not None:
-                    after_run(spec, made[-1])
-                bar.update(1)
-                continue
-            log_path = os.path.join(out_dir, "logs", f"{spec.key}.log")
-            _log_to_file(log_path)
-            os.makedirs(os.path.join(params["model_root"], params["dataset_id"]), exist_ok=True)
-            if params["dataset_id"] != data_id:
-                data, data_id = None, params["dataset_id"]
-                data = load_data(params)
-            cache_key = (spec.expid, spec.variant)
-            if cache_key not in flops_cache:
-                # FLOPs do not depend on vocabulary sizes: a synthetic map avoids a second copy of big tables
-                flops_cache[cache_key] = expid_flops(params, synthetic_feature_map(params), batch_size=2,
-                                                     counted=False).analytic_total
-            if nproc > 1:
-                record, last = run_on_processes(nproc, _train_on_rank, params, log_path)
-            else:
-                catcher = _PredictionCatcher()
-                record = train_and_evaluate(params, data, on_eval=catcher.on_eval)
-                last = catcher.last
-            if last is None:
-                raise RuntimeError(f"expid {spec.expid} seed {spec.seed}: no test predictions were seen")
-            y_true, y_pred = last
-            _store_labels(out_dir, params["dataset_id"], y_true)
-            save_array(prediction_path(out_dir, spec.key), y_pred)
-            record.update(bench_key=spec.key, bench_model=spec.model, bench_variant=spec.variant,
-                          overrides=spec.overrides, flops_per_sample=flops_cache[cache_key],
-                          predictions=os.path.relpath(prediction_path(out_dir, spec.key), out_dir))
-            write_result(out_dir, record, command)
+
+    def run_one(spec: RunSpec, params: dict, key: str) -> Optional[dict]:
+        nonlocal data, data_id
+        if key in finished_runs(out_dir):             # another worker finished it since the plan was read
+            return None
+        source = reusable.get(training_identity(params))
+        if source is not None:
+            return copy_run(*source, spec, key, out_dir, command)
+        log_path = os.path.join(out_dir, "logs", f"{key}.log")
+        _log_to_file(log_path)
+        if params["dataset_id"] != data_id:
+            data, data_id = None, params["dataset_id"]
+            data = load_data(params)
+        cache_key = (spec.expid, spec.variant)
+        if cache_key not in flops_cache:
+            # FLOPs do not depend on vocabulary sizes: a synthetic map avoids a second copy of big tables
+            flops_cache[cache_key] = expid_flops(params, synthetic_feature_map(params), batch_size=2,
+                                                 counted=False).analytic_total
+        if nproc > 1:
+            record, last = run_on_processes(nproc, _train_on_rank, params, log_path)
+        else:
+            catcher = _PredictionCatcher()
+            record = train_and_evaluate(params, data, on_eval=catcher.on_eval)
+            last = catcher.last
+        if last is None:
+            raise RuntimeError(f"expid {spec.expid} seed {spec.seed}: no test predictions were seen")
+        y_true, y_pred = last
+        _store_labels(out_dir, params["dataset_id"], y_true)
+        save_array(prediction_path(out_dir, key), y_pred)
+        record.update(bench_key=key, bench_model=spec.model, bench_variant=spec.variant,
+                      overrides=spec.overrides, flops_per_sample=flops_cache[cache_key],
+                      predictions=os.path.relpath(prediction_path(out_dir, key), out_dir))
+        write_result(out_dir, record, command)
+        return record
+
+    def attempt(spec: RunSpec, params: dict, key: str, wait: bool) -> bool:
+        bar.set_postfix_str(f"{spec.expid} seed {spec.seed}")
+        with run_lock(out_dir, key, wait) as locked:
+            if not locked:
+                return False
+            record = run_one(spec, params, key)
+        if record is not None:
             made.append(record)
             if after_run is not None:
                 after_run(spec, record)
-            bar.update(1)
+        bar.update(1)
+        return True
+
+    try:
+        # the keys no other worker holds first; then wait for the held ones and pick up their record (or train
+        # the key, if its worker died)
+        held = [item for item in todo if not attempt(*item, wait=False)]
+        for item in held:
+            attempt(*item, wait=True)
     finally:
         bar.close()
     return made

@@ -26,11 +26,12 @@ COLUMNS = ["model", "dataset", "variant", "num_seeds", "seeds", "auc_mean", "auc
 
 
 def bench_records(out_dir: str) -> List[dict]:
-    """The harness records of ``out_dir`` (the last one per bench_key)."""
+    """The harness records of ``out_dir``: the last one per model, dataset, variant and seed (after an edit of an
+    expid's YAML its new run replaces the stale one)."""
     latest = OrderedDict()
     for r in read_records(out_dir):
         if "bench_key" in r:
-            latest[r["bench_key"]] = r
+            latest[(r.get("bench_model"), r.get("dataset_id"), r.get("bench_variant"), r.get("seed"))] = r
     return list(latest.values())
 
 

@@ -20,8 +20,10 @@ def execute(args: argparse.Namespace) -> int:
         specs = plan(_list(args.models), _list(args.datasets), [int(s) for s in _list(args.seeds)],
                      parse_overrides(args.set))
         added = run_bench(args.config, specs, args.out, data_root=args.data_root, verbose=args.verbose,
-                          reuse=args.reuse or (), nproc=args.nproc)
-        print(f"{added_text(added)}, {len(specs) - len(added)} already in {args.out}/results.jsonl")
+                          reuse=args.reuse or (), nproc=args.nproc, gpu=args.gpu,
+                          prepared_root=args.prepared_root)
+        print(f"{added_text(added)}, {len(specs) - len(added)} already in {args.out}/results.jsonl "
+              f"(or trained by another worker on this folder)")
     rows = write_summary(args.out, args.reference, args.bootstrap)
     with open(f"{args.out}/summary.md") as fd:
         print(fd.read(), end="")
@@ -40,7 +42,9 @@ def register(subparsers) -> None:
     parser.add_argument("--out", required=True, help="output folder: results.jsonl, predictions/, summary.*")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="override a parameter of every run (value read as YAML), e.g. --set epochs=1")
-    parser.add_argument("--data_root", default=None, help="root of the prepared datasets")
+    parser.add_argument("--data_root", default=None, help="root of the dataset source files")
+    parser.add_argument("--prepared_root", default=None, help="root of the prepared datasets (default: data_root)")
+    parser.add_argument("--gpu", type=int, default=-1, help="GPU index, -1 for CPU (default)")
     parser.add_argument("--reuse", action="append", metavar="FOLDER",
                         help="an output folder whose runs with an identical training config are copied instead of "
                              "trained (repeatable)")

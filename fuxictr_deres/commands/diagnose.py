@@ -29,10 +29,11 @@ def execute(args: argparse.Namespace) -> int:
     from ..bench.synthetic import build_for_measurement, expid_params, feature_map_for
     from ..config import load_expid, parse_overrides
     from ..diagnostics import collect_trace, mixing_report, plot_diagnostics, routing_removal_effect, write_json
+    from ..runner import latest_checkpoint
     checkpoints = args.checkpoint or []
     if checkpoints and len(checkpoints) != len(args.expid):
         raise ValueError(f"give one --checkpoint per --expid ({len(args.expid)} expids, {len(checkpoints)} "
-                         f"checkpoints), or none to use each expid's <model_root>/<dataset_id>/<expid>.model")
+                         f"checkpoints), or none to use each expid's latest finished run in <model_root>")
     overrides = parse_overrides(args.set)
     traces, removals, mixings = {}, {}, {}
     for i, expid in enumerate(args.expid):
@@ -40,9 +41,9 @@ def execute(args: argparse.Namespace) -> int:
         if args.data_root:
             params["data_root"] = os.path.abspath(args.data_root)
         real = load_expid(args.config, expid)
-        path = checkpoints[i] if checkpoints else os.path.join(real["model_root"], params["dataset_id"],
-                                                               f"{expid}.model")
-        if not os.path.isfile(path):
+        path = checkpoints[i] if checkpoints else latest_checkpoint(real["model_root"], expid)
+        if not path or not os.path.isfile(path):
+            path = path or f"(no finished run of {expid} in {real['model_root']}/results.jsonl)"
             raise FileNotFoundError(f"expid {expid}: checkpoint {path} not found (train it with `fuxictr-deres run "
                                     f"--expid {expid}`, or pass --checkpoint)")
         fm, _ = feature_map_for(params, synthetic=bool(args.synthetic_batches))
@@ -109,7 +110,8 @@ def register(subparsers) -> None:
     parser.add_argument("--config", required=True, help="config directory (dataset_config.yaml + model_config)")
     parser.add_argument("--expid", required=True, action="append", help="experiment id; repeat for side by side")
     parser.add_argument("--checkpoint", action="append",
-                        help="checkpoint of each --expid, in order (default <model_root>/<dataset_id>/<expid>.model)")
+                        help="checkpoint of each --expid, in order (default: the expid's latest finished run in "
+                             "<model_root>/results.jsonl)")
     parser.add_argument("--out", required=True, help="output folder for depth_diagnostics.png/json")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="override a parameter (YAML value), as the checkpoint was trained")

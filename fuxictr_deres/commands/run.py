@@ -18,8 +18,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data_root", default=None,
                         help="root of the prepared datasets (default: the config's data_root, "
                              "or $FUXICTR_DERES_DATA_ROOT)")
+    parser.add_argument("--prepared_root", default=None,
+                        help="where the prepared dataset is (written when missing; default: data_root, the config's "
+                             "prepared_root or $FUXICTR_DERES_PREPARED_ROOT)")
     parser.add_argument("--model_root", default=None,
-                        help="where checkpoints, logs and results.csv/jsonl go (default: the config's model_root)")
+                        help="where results.csv/jsonl go, and each run's own directory "
+                             "<model_root>/<dataset_id>/<expid>/seed<S>-<run id>/ with its checkpoint and log "
+                             "(default: the config's model_root)")
     parser.add_argument("--seed", type=int, default=None, help="override the expid's seed")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a hyperparameter (repeatable; dotted keys reach inside mappings, "
@@ -28,15 +33,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def execute(args: argparse.Namespace) -> int:
     from ..config import parse_overrides
+    from ..results import run_report
     from ..runner import run_expid
     overrides = parse_overrides(args.overrides)
     if args.seed is not None:
         overrides["seed"] = args.seed
     record = run_expid(args.config, args.expid, gpu=args.gpu, data_root=args.data_root,
-                       model_root=args.model_root, overrides=overrides)
+                       model_root=args.model_root, overrides=overrides, prepared_root=args.prepared_root)
     if os.environ.get("RANK", "0") != "0":                     # under torchrun: rank 0 reports
         return 0
-    print(f"{record['expid']}: valid {record['valid']}  test {record['test']}")
+    print(run_report(record))
     return 0
 
 

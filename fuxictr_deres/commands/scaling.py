@@ -71,7 +71,7 @@ def execute(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.set)
     if not args.report_only:
         added = run_sweep(args.config, models, args.dataset, depths, seeds, args.out, overrides, args.data_root,
-                          args.verbose, args.reuse or ())
+                          args.verbose, args.reuse or (), gpu=args.gpu, prepared_root=args.prepared_root)
         print(f"{added_text(added)}; results in {args.out}/results.jsonl")
     match = tuple(int(v) for v in args.match.split(":")) if args.match else None
     results = analyse(gather(args.out, models, args.dataset, depths, overrides), reference, args.bootstrap, match)
@@ -99,7 +99,9 @@ def register(subparsers) -> None:
                              "depths, e.g. 8:16)")
     parser.add_argument("--out", required=True, help="output folder (a benchmark folder: resumable)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override for every run (YAML value)")
-    parser.add_argument("--data_root", default=None, help="root of the prepared datasets")
+    parser.add_argument("--data_root", default=None, help="root of the dataset source files")
+    parser.add_argument("--prepared_root", default=None, help="root of the prepared datasets (default: data_root)")
+    parser.add_argument("--gpu", type=int, default=-1, help="GPU index, -1 for CPU (default)")
     parser.add_argument("--reuse", action="append", metavar="FOLDER",
                         help="a bench/scaling output folder whose runs with an identical training config are copied "
                              "instead of trained (repeatable), e.g. a table's L=4 runs for the sweep's L=4 points")

@@ -64,6 +64,22 @@ def execute(args: argparse.Namespace) -> int:
     study = run_study(opts)
     for line in write_outputs(study, opts):
         print(line)
+    return _exit_code(study)
+
+
+def _exit_code(study) -> int:
+    """1 when the study has failed trials and none completed (every configuration broke), else 0."""
+    import sys
+
+    from optuna.trial import TrialState
+
+    from ..tuning.recovery import ERROR_ATTR
+    trials = study.get_trials(deepcopy=False)
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    if failed and not any(t.state == TrialState.COMPLETE for t in trials):
+        print(f"error: all {len(failed)} finished trial(s) failed; first error: "
+              f"{failed[0].user_attrs.get(ERROR_ATTR, 'unknown')}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -56,6 +56,10 @@ def raw_layout(fmt: str, path: str, dtypes: Dict[str, object], label: str, sep: 
         header = read_header(path, sep)
         if label not in header:
             raise ValueError(f"{path}, line 1: the header has no label column {label!r} (found {header})")
+        missing = [n for n in dtypes if n not in header]
+        if missing:
+            raise ValueError(f"{path}, line 1: the header lacks the column(s) {missing} that the dataset config's "
+                             f"feature_cols name (found {header})")
         numeric = [n for n in header if n in dtypes and dtypes[n] != pl.String and n != label]
         return RawLayout(path, sep, header, True, label, numeric_cols=numeric, dtypes=dtypes)
     raise ValueError(f"unknown source format {fmt!r} (supported: {', '.join(RAW_FORMATS)}, csv)")

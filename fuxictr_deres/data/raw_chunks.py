@@ -10,6 +10,7 @@ are ignored. Fields are never quoted in these formats (the separator never occur
 """
 import gzip
 import io
+import zlib
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
@@ -23,6 +24,15 @@ INTEGER_PATTERN = r"^-?[0-9]+$"
 
 class BadInputError(ValueError):
     """A malformed row of a raw file; the message names the file, the line and what was expected."""
+
+
+#: what gzip raises on a cut-off or damaged stream (EOFError: "Compressed file ended before the end-of-stream")
+GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
+
+
+def _damaged_gzip(path: str, line: int, err: Exception) -> BadInputError:
+    return BadInputError(f"{path}: the gzip file is truncated or damaged (after line {line - 1}: {err}); "
+                         f"copy or compress it again")
 
 
 @dataclass
@@ -102,6 +112,8 @@ def read_header(path: str, separator: str) -> List[str]:
     reader, raw = open_raw(path)
     try:
         line = reader.readline().decode("utf-8").rstrip("\r\n")
+    except GZIP_ERRORS as err:
+        raise _damaged_gzip(path, 1, err) from err
     finally:
         raw.close()
     if not line:
@@ -166,8 +178,8 @@ def iter_raw_frames(layout: RawLayout, skip_bad_rows: bool = False, stats: Optio
     """
     stats = stats if stats is not None else ReadStats()
     reader, raw = open_raw(layout.path)
+    line_no = 1
     try:
-        line_no = 1
         if layout.has_header:
             header = reader.readline().decode("utf-8").rstrip("\r\n").split(layout.separator)
             if layout.columns is None:
@@ -209,6 +221,8 @@ def iter_raw_frames(layout: RawLayout, skip_bad_rows: bool = False, stats: Optio
                 df = df.filter(~row_bad)
             stats.rows += df.height
             yield df.with_columns(casts) if casts else df
+    except GZIP_ERRORS as err:
+        raise _damaged_gzip(layout.path, line_no, err) from err
     finally:
         raw.close()
 

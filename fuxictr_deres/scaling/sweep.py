@@ -98,8 +98,9 @@ def _std(values) -> float:
 
 def run_sweep(config_dir: str, models: List[str], dataset: str, depths: List[int], seeds: List[int], out_dir: str,
               overrides: Optional[dict] = None, data_root: Optional[str] = None, verbose: bool = False,
-              reuse: Sequence[str] = ()) -> List[dict]:
+              reuse: Sequence[str] = (), gpu: int = -1, prepared_root: Optional[str] = None) -> List[dict]:
     """Train what is missing of the sweep (copying identical runs of ``reuse`` folders); returns the records
     added now."""
     specs = sweep_specs(models, dataset, depths, seeds, overrides)
-    return run_bench(config_dir, specs, out_dir, data_root=data_root, verbose=verbose, reuse=reuse)
+    return run_bench(config_dir, specs, out_dir, data_root=data_root, verbose=verbose, reuse=reuse, gpu=gpu,
+                     prepared_root=prepared_root)

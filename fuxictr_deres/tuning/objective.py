@@ -20,7 +20,7 @@ from fuxictr.utils import Monitor
 from ..config import apply_overrides
 from ..distributed.launch import run_on_processes
 from ..results import jsonable, write_result
-from ..runner import ExperimentData, train_and_evaluate
+from ..runner import ExperimentData, new_run_dir, train_and_evaluate
 from .distributed_trial import TrialLink, report_and_prune, train_trial_on_rank
 from .recovery import ERROR_ATTR, INTERRUPTED_ATTR, WORKER_ATTR, worker_identity
 from .space import SearchSpace
@@ -89,23 +89,25 @@ class TrialObjective:
         trial.set_user_attr(WORKER_ATTR, worker_identity())
         counter = EpochCounter()
         params: Dict[str, Any] = {}
+        run_dir: Optional[str] = None
 
         def on_eval(round_index: int, logs: Dict[str, float], model) -> None:
             report_and_prune(trial, self.monitor, counter, round_index, logs, model)
 
         try:
             params = self.trial_params(trial)
-            os.makedirs(os.path.join(params["model_root"], params["dataset_id"]), exist_ok=True)
             log_path = os.path.join(self.out_dir, "logs", params["model_id"] + ".log")
-            if self.nproc > 1:
+            if self.nproc > 1:                    # rank 0 of the launched group makes the run directory
                 outcome = run_on_processes(self.nproc, train_trial_on_rank, params, log_path, self.link(trial))
                 counter.epochs = outcome["epochs"]
                 if "pruned" in outcome:
                     raise optuna.TrialPruned(outcome["pruned"])
                 record = outcome["record"]
+                run_dir = record.get("run_dir")
             else:
+                run_dir = new_run_dir(params)
                 with log_to_file(log_path):
-                    record = train_and_evaluate(params, self.data, on_eval=on_eval)
+                    record = train_and_evaluate(params, self.data, on_eval=on_eval, run_dir=run_dir)
             value = self.monitor.get_value(record["valid"])
             if not math.isfinite(value):
                 raise FloatingPointError(f"validation {self.base_params.get('monitor')} is {value}")
@@ -119,7 +121,7 @@ class TrialObjective:
             raise
         finally:
             trial.set_user_attr("epochs", counter.epochs)
-            self._drop_checkpoint(params)
+            self._drop_checkpoint(params, run_dir)
         for split in ("valid", "test"):
             for name, metric in record[split].items():
                 trial.set_user_attr(f"{split}_{name}", float(metric))
@@ -132,10 +134,11 @@ class TrialObjective:
         write_result(self.out_dir, record, self.command)
         return value
 
-    def _drop_checkpoint(self, params: dict) -> None:
+    def _drop_checkpoint(self, params: dict, run_dir: Optional[str]) -> None:
         # a study of hundreds of trials would otherwise keep hundreds of model files; the export retrains the best
-        if self.keep_checkpoints or "model_id" not in params:
+        if self.keep_checkpoints or run_dir is None:
             return
-        path = os.path.join(params["model_root"], params["dataset_id"], params["model_id"] + ".model")
         with contextlib.suppress(FileNotFoundError):
-            os.remove(path)
+            os.remove(os.path.join(run_dir, params["model_id"] + ".model"))
+        with contextlib.suppress(OSError):
+            os.rmdir(run_dir)

@@ -16,7 +16,6 @@ Dotted keys set one option inside a dict-valued parameter (``residual_params.num
 ``tuner_space`` alone, exactly FuxiCTR's grid; TPE and random use both sections.
 """
 
-import inspect
 import json
 import os
 from dataclasses import dataclass, field
@@ -71,10 +70,11 @@ class Dimension:
 
 
 def _number(path: str, where: str, name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        hint = " (YAML reads 1e-3 as text: write 1.e-3)" if isinstance(value, str) else ""
-        raise ConfigError(f"{path}: {where}.{name} = {value!r} is not a number{hint}")
-    return value
+    """A range bound as a number: text such as '1e-4' (YAML 1.1 reads it as a string) is converted."""
+    from ..expid_keys import as_number
+    if isinstance(value, bool) or value is None:
+        raise ConfigError(f"{path}: {where}.{name} = {value!r} is not a number")
+    return as_number(name, value, "number", f"{path}: {where}")
 
 
 def _typed(path: str, key: str, spec: dict) -> Dimension:
@@ -154,34 +154,30 @@ class SearchSpace:
         dims = {**self.grid, **self.ranges}
         return {k: dims[k].decode(v) if k in dims else v for k, v in stored.items()}
 
-    def check_keys(self, params: dict, model_class: Optional[type] = None) -> None:
-        """Every key must be a parameter of the base expid (or of its model class), and not a data key."""
-        allowed = set(params)
-        for cls in inspect.getmro(model_class) if model_class else ():
-            init = cls.__dict__.get("__init__")
-            if init is not None:
-                allowed.update(inspect.signature(init).parameters)
+    def check_keys(self, params: dict) -> None:
+        """Every key must be one the base expid reads (``expid_keys``, the rule ``--set`` follows too), and not a
+        data key."""
+        from ..expid_keys import unknown_key_message
+        searched_rule = "residual" in self.grid or "residual" in self.ranges
         for section, keys in (("fixed", self.fixed), ("tuner_space", self.grid), ("search_space", self.ranges)):
             for key in keys:
                 head, _, sub = key.partition(".")
                 if head in UNTUNABLE:
                     raise ConfigError(f"{self.path}: {section}.{key}: {head} cannot be tuned (a study prepares "
                                       f"its dataset once); change it in the base expid instead")
-                if head not in allowed:
-                    raise ConfigError(f"{self.path}: {section}.{key}: unknown key {head!r} for expid "
-                                      f"{self.base_expid!r} (not in its config nor a {params.get('model')} argument)")
-                if sub and head == "residual_params":
-                    self._check_residual_option(section, key, sub, params)
-
-    def _check_residual_option(self, section: str, key: str, sub: str, params: dict) -> None:
-        from ..residuals import RESIDUAL_RULES, residual_rule_options
-        rule = self.fixed.get("residual", params.get("residual"))
-        if "residual" in self.grid or "residual" in self.ranges or rule not in RESIDUAL_RULES:
-            return
-        options = residual_rule_options(rule)
-        if sub.split(".")[0] not in options:
-            raise ConfigError(f"{self.path}: {section}.{key}: residual={rule!r} has no option {sub!r}; "
-                              f"allowed: {sorted(options)}")
+                # with the rule itself searched, its options depend on the trial: checked when a model is built
+                message = unknown_key_message(head if searched_rule else key, params, self.fixed)
+                if message:
+                    raise ConfigError(f"{self.path}: {section}.{key}: {message}")
+        # numbers as numbers: YAML 1.1 reads a choice such as 1e-3 as text, which would reach the optimizer
+        from ..expid_keys import coerce_value
+        for key in list(self.fixed):
+            self.fixed[key] = coerce_value(params, key, self.fixed[key], f"{self.path}: fixed")
+        for key, dim in self.grid.items():
+            dim.choices = [coerce_value(params, key, c, f"{self.path}: tuner_space") for c in dim.choices]
+        for key, dim in self.ranges.items():
+            if dim.kind == "categorical":
+                dim.choices = [coerce_value(params, key, c, f"{self.path}: search_space") for c in dim.choices]
 
 
 def _mapping(path: str, content: dict, key: str) -> dict:
@@ -244,9 +240,9 @@ def load_base_params(space: SearchSpace, data_root: Optional[str] = None, model_
     params = load_expid(space.base_config, space.base_expid, data_root=data_root, model_root=model_root)
     if check:
         try:
-            model_class = get_model_class(params["model"])
+            get_model_class(params["model"])
         except ValueError as err:
             raise ConfigError(f"{space.path}: base expid {space.base_expid!r}: {err}") from err
-        space.check_keys(params, model_class)
+        space.check_keys(params)
     return params
 
