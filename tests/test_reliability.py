@@ -15,7 +15,8 @@ from fuxictr_deres.cli import main as cli_main
 from fuxictr_deres.data.demo import write_criteo_demo
 from fuxictr_deres.runner import run_expid
 
-TINY_ARGS = [f"--set={k}={json.dumps(v)}" for k, v in dict(TINY, epochs=1).items()]
+FAST = dict(TINY, epochs=1, num_layers=1, batch_size=2048)
+TINY_ARGS = [f"--set={k}={json.dumps(v)}" for k, v in FAST.items()]
 
 
 def sha256(path):
@@ -133,13 +134,13 @@ def test_concurrent_runs_of_one_expid_keep_their_own_checkpoints_and_metrics(dem
     assert not os.path.exists(os.path.join(model_root, "demo", "DeRes_demo.model"))
     # each concurrent run reports its own model's metrics: the same as seed 1 trained alone
     alone = run_expid(CONFIG, "DeRes_demo", data_root=demo_data_root, model_root=str(tmp_path / "alone"),
-                      overrides=dict(TINY, epochs=1, seed=1), write=False)
+                      overrides=dict(FAST, seed=1), write=False)
     assert alone["test"] == runs[1]["test"] and alone["valid"] == runs[1]["valid"]
     assert runs[2]["test"] != runs[1]["test"]
     # a later run of the same expid and seed never touches a finished run's files
     saved = tree(dirs[1])
     again = run_expid(CONFIG, "DeRes_demo", data_root=demo_data_root, model_root=model_root,
-                      overrides=dict(TINY, epochs=1, seed=1), write=False)
+                      overrides=dict(FAST, seed=1), write=False)
     assert again["run_dir"] != dirs[1] and tree(dirs[1]) == saved
 
 
@@ -181,7 +182,7 @@ def test_numeric_text_reaches_the_optimizer_as_a_number(cli_run, capsys):
 def _space(tmp_path, tuner_space):
     path = tmp_path / "DeRes_demo.yaml"
     body = "\n".join(f"    {k}: {v}" for k, v in tuner_space.items())
-    path.write_text(f"base_config: {CONFIG}\nbase_expid: DeRes_demo\nfixed: {json.dumps(dict(TINY, epochs=1))}\n"
+    path.write_text(f"base_config: {CONFIG}\nbase_expid: DeRes_demo\nfixed: {json.dumps(FAST)}\n"
                     f"tuner_space:\n{body}\n")
     return str(path)
 
@@ -239,7 +240,7 @@ def _bench_config(tmp_path, **settings):
     with open(os.path.join(CONFIG, "model_config", "base.yaml")) as fd:
         base = yaml.safe_load(fd)
     (config / "model_config" / "base.yaml").write_text(yaml.safe_dump(base))
-    exp = dict({"model": "DeRes", "dataset_id": "demo"}, **dict(TINY, epochs=1, num_layers=1), **settings)
+    exp = dict({"model": "DeRes", "dataset_id": "demo"}, **dict(FAST, **settings))
     (config / "model_config" / "exp.yaml").write_text(yaml.safe_dump({"Exp_demo": exp}))
     with open(os.path.join(CONFIG, "dataset_config.yaml")) as fd:
         (config / "dataset_config.yaml").write_text(fd.read())
