@@ -54,16 +54,16 @@ def test_two_processes_train_like_one(demo_data_root, tmp_path):
     # equal on both ranks (the probe all-gathers them)
     steps = len([line for line in out.splitlines() if line.startswith("PROBE parameters identical")])
     assert steps == two["history"][-1]["step"] == one["history"][-1]["step"], out[-2000:]
-    assert "Parameters bitwise identical on 2 ranks" in open(os.path.join(model_root, "demo", "DeRes_demo.log")).read()
+    assert "Parameters bitwise identical on 2 ranks" in open(two["log"]).read()
     with open(os.path.join(model_root, "results.csv")) as fd:
         assert len(fd.readlines()) == 1
-    assert out.count("DeRes_demo: valid") == 1
+    assert out.count("DeRes_demo (model DeRes") == 1               # rank 0 reports the run
     # the checkpoint rank 0 wrote loads in one process (no DDP `module.` prefix) and gives the recorded test AUC
     params = load_expid(CONFIG, "DeRes_demo", data_root=demo_data_root, model_root=model_root)
     params.update(SETTINGS)
     data: ExperimentData = load_data(params)
     model = build_model(params, data.feature_map)
-    model.load_weights(os.path.join(model_root, "demo", "DeRes_demo.model"))
+    model.load_weights(two["checkpoint"])
     test = model.evaluate(data.loaders(params, "test"))
     assert test["AUC"] == pytest.approx(two["test"]["AUC"], abs=1e-6)
 
@@ -86,11 +86,11 @@ def test_bench_nproc_gathers_the_whole_test_split_in_file_order(demo_data_root, 
     specs = plan(["DeRes"], ["demo"], [1], overrides=SETTINGS)
     [record] = run_bench(CONFIG, specs, out, data_root=demo_data_root, progress=False, nproc=2)
     assert record["world_size"] == 2
-    y_true, y_pred = np.load(labels_path(out, "demo")), np.load(prediction_path(out, specs[0].key))
+    y_true, y_pred = np.load(labels_path(out, "demo")), np.load(prediction_path(out, record["bench_key"]))
     stored = np.load(os.path.join(demo_data_root, "demo", "test", "label.npy"))
     np.testing.assert_array_equal(y_true, stored)             # rank 0 put the shards back in file order
     assert roc_auc_score(y_true, y_pred) == pytest.approx(record["test"]["AUC"], abs=1e-5)
-    assert os.path.isfile(os.path.join(out, "logs", f"{specs[0].key}.log"))
+    assert os.path.isfile(os.path.join(out, "logs", f"{record['bench_key']}.log"))
 
 
 def test_tune_nproc_trains_each_trial_on_two_processes(demo_data_root, tmp_path):
