@@ -21,11 +21,10 @@ from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
 import torch
-import fuxictr
 from fuxictr.features import FeatureMap
 from fuxictr.pytorch.dataloaders import RankDataLoader
 from fuxictr.pytorch.torch_utils import seed_everything
-from fuxictr.utils import print_to_json
+from fuxictr.utils import print_to_json, set_logger
 
 from . import distributed
 from .config import apply_overrides, load_expid
@@ -91,15 +90,11 @@ def make_run_dir(params: dict) -> str:
 
 
 def log_to_run_dir(params: dict, run_dir: str) -> str:
-    """FuxiCTR's ``set_logger`` (file + console, same format), with the file in the run directory."""
-    path = os.path.join(run_dir, f"{params['model_id']}.log")
-    for handler in logging.root.handlers[:]:
-        logging.root.removeHandler(handler)
-        handler.close()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s P%(process)d %(levelname)s %(message)s",
-                        handlers=[logging.FileHandler(path, mode="w"), logging.StreamHandler()])
-    logging.info("FuxiCTR version: " + fuxictr.__version__)
-    return path
+    """FuxiCTR's own ``set_logger`` (file + console), pointed at the run directory: it writes
+    ``<model_root>/<dataset_id>/<model_id>.log``, so it is given the run directory's parent and name as those."""
+    set_logger({"model_root": os.path.dirname(run_dir), "dataset_id": os.path.basename(run_dir),
+                "model_id": params["model_id"]})
+    return os.path.join(run_dir, f"{params['model_id']}.log")
 
 
 def latest_checkpoint(model_root: str, expid: str) -> Optional[str]:
