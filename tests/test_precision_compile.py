@@ -1,5 +1,6 @@
 """``precision: bf16`` and ``compile: true`` on TokenCTR: bf16 gives the fp32 AUC on the demo data, the compiled unit
-loop trains like the eager one, the loss is taken from logits under bf16, and clear errors for what they do not support."""
+loop trains like the eager one, the loss is taken from logits under bf16, and clear errors for what they do not
+support."""
 
 import math
 
