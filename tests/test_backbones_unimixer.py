@@ -53,7 +53,7 @@ def test_mixing_equation():
     with pytest.raises(ValueError, match="block_size=5"):
         UniMixing(3, 4, block_size=5)
     with pytest.raises(ValueError, match="mixing_init=tokenmixer needs block_size"):
-        UniMixing(3, 4, block_size=6)
+        UniMixing(3, 4, block_size=6, mixing_init="tokenmixer")
 
 
 @pytest.mark.parametrize("model_class", [UniMixer, UniMixerLite])
@@ -156,3 +156,8 @@ def test_mixing_moves_off_its_init_in_a_short_run(expid, demo_data_root, tmp_pat
         assert before["global_from_init"] < 0.01 and before["local_from_init"] < 0.01     # only the init noise
         assert after["global_from_init"] > 0.1 and after["local_from_init"] > 0.02, after   # (measured 0.23-0.29)
         assert after["global_from_identity"] > 0.05 and after["global_from_uniform"] > 0.05, after
+
+
+def test_default_init_follows_the_block_width():
+    assert UniMixing(num_tokens=4, d_model=16).mixing_init == "tokenmixer"           # b = d / T
+    assert UniMixing(num_tokens=4, d_model=16, block_size=8).mixing_init == "identity"
