@@ -29,11 +29,25 @@ def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namesp
         return 130
 
 
+def _add_example(parser: argparse.ArgumentParser, example: str) -> None:
+    """End the subcommand's --help with its module's EXAMPLE (after any epilog the module wrote)."""
+    parser.epilog = (parser.epilog + "\n\n" if parser.epilog else "") + "example:\n  " + example
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fuxictr-deres", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="fuxictr-deres", description=__doc__.splitlines()[0],
+                                     epilog="example:\n  fuxictr-deres run --config benchmark_configs --expid "
+                                            "DeRes_demo\n  fuxictr-deres list --model DeRes --dataset frappe",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        importlib.import_module(f"{commands.__name__}.{info.name}").register(subparsers)
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        before = set(subparsers.choices)
+        module.register(subparsers)
+        for name in set(subparsers.choices) - before:
+            if getattr(module, "EXAMPLE", None):
+                _add_example(subparsers.choices[name], module.EXAMPLE)
     return parser
 
 

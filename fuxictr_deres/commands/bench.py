@@ -4,6 +4,7 @@ paired bootstrap AUC difference to a reference, params, FLOPs, speed, memory) as
 import argparse
 
 HELP = "benchmark expids <Model>_<dataset> over seeds (resumable) and summarise against a reference model"
+EXAMPLE = "fuxictr-deres bench --config benchmark_configs --models DeRes,OneTrans --datasets demo --seeds 1,2 --out results/bench_demo"
 
 
 def _list(text: str):

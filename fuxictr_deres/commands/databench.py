@@ -3,6 +3,7 @@
 import argparse
 
 HELP = "benchmark data preparation and loading against FuxiCTR's Ray build and parquet loader"
+EXAMPLE = "fuxictr-deres databench --rows 100000 --workdir /tmp/databench"
 TASKS = ("fuxictr_build", "prepare", "ours_loader", "fuxictr_loader")
 
 

@@ -8,6 +8,7 @@ import itertools
 import os
 
 HELP = "depth diagnostics of trained checkpoints: alpha heatmap, gate means, ||a||/||y|| per read (PNG + JSON)"
+EXAMPLE = "fuxictr-deres diagnose --config benchmark_configs --expid DeRes_demo --out results/diag_demo   # after: fuxictr-deres run --config benchmark_configs --expid DeRes_demo"
 
 
 def _batches(args, params, model):

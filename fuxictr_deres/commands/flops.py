@@ -6,6 +6,7 @@ import json
 import os
 
 HELP = "forward FLOPs per sample (analytic and FlopCounterMode) and the residual rule's overhead over Pre-Norm"
+EXAMPLE = "fuxictr-deres flops --config benchmark_configs --expid DeRes_criteo --synthetic --set num_layers=8"
 
 
 def _fmt(value) -> str:

@@ -6,6 +6,7 @@ import os
 from typing import Optional
 
 HELP = "prepare one dataset of a config (raw files -> BARS splits -> FuxiCTR feature map and id columns)"
+EXAMPLE = "fuxictr-deres prepare --config benchmark_configs --dataset demo"
 
 
 def dataset_params(config_dir: str, dataset_id: str, data_root: Optional[str] = None,

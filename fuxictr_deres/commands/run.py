@@ -9,6 +9,7 @@ EPILOG = """several processes (DDP; batch_size stays the global batch, split ove
   torchrun --standalone --nproc_per_node 2 run_expid.py --config benchmark_configs --expid DeRes_demo
   torchrun --standalone --nproc_per_node 4 -m fuxictr_deres.cli run --config ... --expid ... --gpu 0
 (gloo on CPU; with --gpu, nccl and one GPU per process, GPU = LOCAL_RANK). See README, "Several processes or GPUs"."""
+EXAMPLE = "fuxictr-deres run --config benchmark_configs --expid DeRes_demo --seed 1"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

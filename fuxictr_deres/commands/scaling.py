@@ -6,6 +6,7 @@ import json
 import os
 
 HELP = "depth sweep of several methods, scaling-law fits (F1-F3), gamma ratio, compute multiplier, figure"
+EXAMPLE = "fuxictr-deres scaling --config benchmark_configs --models DeRes,OneTrans --dataset demo --depths 1,2 --seeds 1 --out results/scaling_demo"
 
 
 def _list(text: str):

@@ -6,6 +6,7 @@ model timed in the same rounds whose model FLOP/s the two are divided by."""
 import argparse
 
 HELP = "training-step time ratio of two expids (interleaved, median) and achieved FLOP/s vs measured matmul"
+EXAMPLE = "fuxictr-deres speed --config benchmark_configs --expid DeRes_criteo --expid OneTrans_criteo --synthetic --batch-size 512 --pairs 3"
 
 
 def execute(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 import argparse
 
 HELP = "tune an expid with Optuna (persisted, resumable, pruned) and export the best trial as an expid"
+EXAMPLE = "fuxictr-deres tune --space tuning/DeRes_demo.yaml --trials 4 --out results/tune_demo"
 
 EPILOG = """storage: default sqlite:///<out>/study.db; any SQLAlchemy URL; or journal:PATH (an Optuna journal file,
 shared by processes and machines). Re-running the same command resumes the study: completed trials are kept and
