@@ -103,7 +103,8 @@ def results_section(model: ZooModel, results_dir: Optional[str]) -> str:
             continue
         with open(path, "r", encoding="utf-8") as fd:
             rows = json.load(fd)
-        reference = next((r["model"] for r in rows if r.get("delta_auc") is None), None)
+        ref_row = next((r for r in rows if r.get("delta_auc") is None), None)
+        reference = ref_row["model"] if ref_row else None
         for name in model.result_expids:
             for r in rows:
                 if r["model"] != name:
@@ -113,7 +114,10 @@ def results_section(model: ZooModel, results_dir: Optional[str]) -> str:
                 lines.append(f"| {name} | {bars} | {r['seeds']} | {r['auc_mean']:.4f} +- {r['auc_std']:.4f} | "
                              f"{r['logloss_mean']:.4f} +- {r['logloss_std']:.4f} | {delta} | "
                              f"{r['num_params']:,} | {r['flops_per_sample']:,} |")
-                commands.setdefault((r["dataset"], r["seeds"], r.get("variant") or "{}"), [reference]).append(name)
+                if ref_row:      # the reference's runs first, at its own settings, into the same folder
+                    commands.setdefault((r["dataset"], ref_row["seeds"], ref_row.get("variant") or "{}",
+                                         reference), []).append(reference)
+                commands.setdefault((r["dataset"], r["seeds"], r.get("variant") or "{}", reference), []).append(name)
     if not lines:
         return "No benchmark result of this model is committed yet.\n"
     head = (f"Measured by the fuxictr-deres benchmark harness on 2 CPU cores (a CPU budget: few epochs, so the "
@@ -124,8 +128,8 @@ def results_section(model: ZooModel, results_dir: Optional[str]) -> str:
     return (head + "\n".join(lines) + "\n\nCommands (from the fuxictr-deres repository; DATA holds the BARS csv "
             "splits `Frappe_x1/` and `MovielensLatest_x1/`):\n\n```bash\n" + "\n".join(
                 f"fuxictr-deres bench --config benchmark_configs --data_root DATA --datasets {dataset} --models "
-                f"{','.join(dict.fromkeys(names))} --seeds {seeds} --reference {names[0]}{_variant_sets(variant)} "
-                f"--out OUT_{dataset}" for (dataset, seeds, variant), names in commands.items())
+                f"{','.join(dict.fromkeys(names))} --seeds {seeds} --reference {reference}{_variant_sets(variant)} "
+                f"--out OUT_{dataset}" for (dataset, seeds, variant, reference), names in commands.items())
             + "\n```\n")
 
 
