@@ -7,6 +7,12 @@ from torch import nn
 
 from .token_linear import TokenLinear
 
+ATTENTION_IMPLS = ("auto", "explicit", "sdpa")
+
+#: ``attention_impl: auto`` runs the explicit matmul-softmax-matmul on CPU up to this many tokens and SDPA above it
+#: and on CUDA (docs/speed.md: on CPU the flash kernel's tiling costs more than it saves for T <= 16).
+EXPLICIT_MAX_TOKENS = 32
+
 
 class TokenAttention(nn.Module):
     """o = MixedMHA(RMSNorm(h)) (OneTrans, arXiv 2510.26104).
@@ -15,32 +21,59 @@ class TokenAttention(nn.Module):
     ``causal=True`` is the paper's causal mask over the token order; ``False`` is full attention.
     ``num_queries`` < T keeps only the last queries (OneTrans' pyramid): the output then has fewer tokens and
     the residual rule is told to drop the others.
+
+    The unit runs token-major, (T, B, d): every projection is one ``baddbmm`` over the tokens, and the fused QKV
+    projection's output columns are ordered (head, q|k|v, head_dim), so each head's Q, K and V are strided
+    (B*H, T, d_head) views that ``bmm`` reads without a copy. ``attention_impl``: ``explicit`` (softmax(Q K^T /
+    sqrt(d_h)) V as two bmm), ``sdpa`` (``F.scaled_dot_product_attention``) or ``auto`` (see EXPLICIT_MAX_TOKENS).
     """
 
     def __init__(self, num_tokens: int, d_model: int, num_heads: int, token_specific: bool = True,
-                 causal: bool = False, dropout: float = 0.0, num_queries: int = None):
+                 causal: bool = False, dropout: float = 0.0, num_queries: int = None, attention_impl: str = "auto"):
         super().__init__()
         if d_model % num_heads != 0:
             raise ValueError(f"num_heads={num_heads} must divide d_model={d_model}")
+        if attention_impl not in ATTENTION_IMPLS:
+            raise ValueError(f"attention_impl={attention_impl!r}; expected one of {list(ATTENTION_IMPLS)}")
         self.num_tokens, self.d_model, self.num_heads = num_tokens, d_model, num_heads
         self.num_queries = num_queries or num_tokens
         self.causal = causal
         self.dropout = dropout
+        self.attention_impl = attention_impl
         self.norm = nn.RMSNorm(d_model, eps=1e-6)
         self.qkv = TokenLinear(num_tokens, d_model, 3 * d_model, token_specific)
         self.out = TokenLinear(self.num_queries, d_model, d_model, token_specific)
 
+    def uses_explicit(self, num_tokens: int, device: torch.device) -> bool:
+        if self.attention_impl == "auto":
+            return device.type == "cpu" and num_tokens <= EXPLICIT_MAX_TOKENS
+        return self.attention_impl == "explicit"
+
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         b, t, d = h.shape
-        q, k, v = self.qkv(self.norm(h)).chunk(3, dim=-1)
+        nh, dh = self.num_heads, d // self.num_heads
         nq = min(self.num_queries, t)
+        qkv = self.qkv.forward_token_major(self.norm(h.transpose(0, 1)))          # (T, B, 3d) contiguous
+        per_head = qkv.view(t, b * nh, 3, dh)                                   # columns (head, q|k|v, d_head)
+        q, k, v = (per_head[:, :, i].transpose(0, 1) for i in range(3))          # (B*H, T, d_head) views
         q = q[:, t - nq:]
-        heads = lambda x: x.reshape(b, x.shape[1], self.num_heads, d // self.num_heads).transpose(1, 2)
         mask = None
-        if self.causal and nq != t:
-            # Query i (the (t-nq+i)-th token) sees tokens 0..t-nq+i, the causal rule for a query suffix.
+        if self.causal:
+            # Query i (the (t-nq+i)-th token) sees tokens 0..t-nq+i: the causal rule, also for a query suffix.
             mask = torch.ones(nq, t, dtype=torch.bool, device=h.device).tril(diagonal=t - nq)
-        o = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), attn_mask=mask,
-                                           dropout_p=self.dropout if self.training else 0.0,
-                                           is_causal=self.causal and nq == t)
-        return self.out(o.transpose(1, 2).reshape(b, nq, d))
+        drop = self.dropout if self.training else 0.0
+        if self.uses_explicit(t, h.device):
+            scores = torch.baddbmm(q.new_empty(()).expand(b * nh, nq, t), q, k.transpose(1, 2),
+                                   beta=0.0, alpha=dh ** -0.5)
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            weights = torch.softmax(scores, dim=-1)
+            if drop > 0:
+                weights = F.dropout(weights, drop)
+            o = torch.bmm(weights, v)                                            # (B*H, nq, d_head)
+        else:
+            split = lambda x: x.unflatten(0, (b, nh))                           # (B, H, ., d_head)
+            o = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=mask,
+                                               dropout_p=drop).flatten(0, 1)
+        ot = o.view(b, nh, nq, dh).permute(2, 0, 1, 3).reshape(nq, b, d)         # (nq, B, d), heads merged
+        return self.out.forward_token_major(ot).transpose(0, 1)

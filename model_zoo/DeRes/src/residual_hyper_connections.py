@@ -86,6 +86,11 @@ class StreamResidual(ResidualRule):
 class HyperConnectionsResidual(StreamResidual):
     """``residual: hc``: Hyper-Connections with ``num_streams`` streams (4), static or ``dynamic``."""
 
+    routing_removal = "maps at their init (A_m = e_u, A_r = I, B = 1, dynamic W = 0): Pre-Norm copied over the streams"
+
+    def remove_routing(self) -> None:
+        self.reset_to_init()
+
     def __init__(self, num_units: int, d_model: int, num_tokens: int, units_per_layer: int = 2,
                  num_streams: int = 4, dynamic: bool = False, dynamic_scale: float = 0.01, eps: float = 1e-6):
         super().__init__(num_units, d_model, num_tokens, units_per_layer, num_streams)

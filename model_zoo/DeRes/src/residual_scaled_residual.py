@@ -43,6 +43,11 @@ class ScaledResidual(SingleStreamRule):
 class LearnableResidual(ScaledResidual):
     """``residual: learnable``: x <- lambda_u * x + f_u(x), lambda_u in R^d init 1 (= Pre-Norm at init)."""
 
+    routing_removal = "lambda back at its init (1 by default: the Pre-Norm residual)"
+
+    def remove_routing(self) -> None:
+        self.reset_to_init()
+
     def __init__(self, num_units: int, d_model: int, num_tokens: int, units_per_layer: int = 2,
                  init: float = 1.0):
         super().__init__(num_units, d_model, num_tokens, units_per_layer, target="identity", vector=True, init=init)

@@ -4,9 +4,15 @@ arXiv 2603.15031; Pointwise AttnRes of DeRes, arXiv 2606.07980).
 
 Read r over sources s_1..s_M:
 
-    z_j   = tau * <w_r, RMSNorm_r(s_j)> + beta_r      keys are RMS-normalised sources, values the raw sources
+    z_j   = tau * <w_r, RMSNorm_r(s_j)> + beta_{r,j}  keys are RMS-normalised sources, values the raw sources
     alpha = SiLU(z) | sigmoid(z) | softmax_j(z)       SiLU/sigmoid: no normalisation across sources
     a     = sum_j alpha_j s_j
+
+One bias per (read, source): a single per-read bias beta_r adds silu(beta_r) * sum_j s_j, which at w = 0 is a
+multiple of the identity stream y = sum_j s_j, so the next (scale-invariant) RMSNorm cancels it and beta_r gets no
+gradient (measured ~1e-8). Per-source biases weigh the sources unequally and do learn. ``recency_prior`` c sets
+beta_{r,j} = beta + c * (j - (M_r - 1)) at init (the newest source keeps beta, each older one c less); c = 0 (the
+default) keeps invariant 2 of specs/deres.md (alpha = 0 at w = 0, beta = 0 with SiLU).
 
 Three choices keep this cheap on memory-bound hardware (it is ~3% of the FLOPs but touches every stored block):
 - the RMSNorm gain folds into the query: <w, g * s / rms(s)> = <w * g, s> / rms(s), so keys are never built;
@@ -58,26 +64,42 @@ class DepthSources:
 
 
 class BlockAttentionRead(nn.Module):
-    """All R reads of one rule: per read a pseudo-query w_r (d, or T x d), a scalar bias beta_r and a key-norm
-    gain, stored stacked as (R, d), (R,) and (R, d)."""
+    """All R reads of one rule: per read a pseudo-query w_r (d, or T x d), one bias per source beta_{r,j} and a
+    key-norm gain, stored stacked as (R, d), (R, M_max) and (R, d).
+
+    ``num_sources[r]`` = M_r, the sources read r sees (closed blocks incl. X0, then the partial sum); entries of
+    ``beta`` past M_r are never used.
+    """
 
     def __init__(self, num_reads: int, d_model: int, num_tokens: int, score_fn: str = "silu", tau: float = 1.0,
-                 beta: float = 0.0, per_token_query: bool = False, eps: float = 1e-6):
+                 beta: float = 0.0, per_token_query: bool = False, eps: float = 1e-6,
+                 num_sources: Optional[List[int]] = None, recency_prior: float = 0.0):
         super().__init__()
         if score_fn not in SCORE_FNS:
             raise ValueError(f"unknown score_fn={score_fn!r}; expected one of {list(SCORE_FNS)}")
+        num_sources = list(num_sources) if num_sources is not None else [r + 1 for r in range(num_reads)]
+        if len(num_sources) != num_reads or min(num_sources) < 1:
+            raise ValueError(f"num_sources={num_sources}: expected {num_reads} positive source counts, one per read")
         self.score_fn, self.tau, self.beta_init, self.eps = score_fn, float(tau), float(beta), eps
+        self.num_sources, self.recency_prior = num_sources, float(recency_prior)
         shape = (num_reads, num_tokens, d_model) if per_token_query else (num_reads, d_model)
         self.query = nn.Parameter(torch.zeros(shape))
-        self.beta = nn.Parameter(torch.zeros(num_reads))
+        self.beta = nn.Parameter(torch.zeros(num_reads, max(num_sources)))
         self.key_gain = nn.Parameter(torch.ones(num_reads, d_model))
         self.init_weights()
 
+    def initial_beta(self) -> torch.Tensor:
+        """(R, M_max) biases at init: beta + recency_prior * (j - (M_r - 1)) for j < M_r, 0 past M_r."""
+        j = torch.arange(self.beta.shape[1], dtype=torch.float32)
+        m = torch.tensor(self.num_sources, dtype=torch.float32)[:, None]
+        prior = self.beta_init + self.recency_prior * (j - (m - 1))
+        return torch.where(j < m, prior, torch.zeros(()))
+
     def init_weights(self) -> None:
-        """Zero pseudo-queries (zero SiLU / uniform softmax weights at step 0), beta at its start, unit gains."""
+        """Zero pseudo-queries (zero SiLU / uniform softmax weights at step 0), biases at their start, unit gains."""
         with torch.no_grad():
             self.query.zero_()
-            self.beta.fill_(self.beta_init)
+            self.beta.copy_(self.initial_beta())
             self.key_gain.fill_(1.0)
 
     def _queries(self, first: int, last: int, num_tokens: int) -> torch.Tensor:
@@ -86,17 +108,18 @@ class BlockAttentionRead(nn.Module):
             return q[:, q.shape[1] - num_tokens:]                        # pyramid: the surviving tokens
         return self.query[first:last] * self.key_gain[first:last]
 
-    def _score(self, x: torch.Tensor, inv_rms: torch.Tensor, first: int, last: int) -> torch.Tensor:
-        """tau * <w_r * g_r, x> / rms(x) + beta_r for reads first..last-1: (B, T, last - first)."""
+    def _score(self, x: torch.Tensor, inv_rms: torch.Tensor, first: int, last: int, source: int) -> torch.Tensor:
+        """tau * <w_r * g_r, x> / rms(x) + beta_{r,source} for reads first..last-1: (B, T, last - first)."""
         q = self._queries(first, last, x.shape[1]).float()
         dots = torch.einsum("btd,rtd->btr", x, q) if q.dim() == 3 else x @ q.t()
-        return self.tau * dots * inv_rms.unsqueeze(-1) + self.beta[first:last]
+        return self.tau * dots * inv_rms.unsqueeze(-1) + self.beta[first:last, source]
 
-    def score_block(self, block: torch.Tensor, first_read: int) -> Tuple[int, torch.Tensor]:
-        """Scores of a newly closed block for every read from ``first_read`` on."""
+    def score_block(self, block: torch.Tensor, first_read: int, source: int) -> Tuple[int, torch.Tensor]:
+        """Scores of a newly closed block, source index ``source`` (0 = X0), for every read from ``first_read`` on."""
         with torch.autocast(device_type=block.device.type, enabled=False):
             block = block.float()
-            return first_read, self._score(block, inverse_rms(block, self.eps), first_read, self.beta.shape[0])
+            return first_read, self._score(block, inverse_rms(block, self.eps), first_read, self.beta.shape[0],
+                                           source)
 
     def forward(self, r: int, sources: DepthSources) -> Tuple[torch.Tensor, torch.Tensor]:
         """Read r: the weighted sum a (B, T, d) and the depth weights alpha (B, T, M)."""
@@ -105,7 +128,7 @@ class BlockAttentionRead(nn.Module):
             z = sources.closed_scores(r)
             if partial is not None:
                 p = partial.float()
-                z = torch.cat([z, self._score(p, inverse_rms(p, self.eps), r, r + 1)], dim=-1)
+                z = torch.cat([z, self._score(p, inverse_rms(p, self.eps), r, r + 1, z.shape[-1])], dim=-1)
             if self.score_fn == "silu":
                 alpha = F.silu(z)
             elif self.score_fn == "sigmoid":

@@ -29,6 +29,11 @@ class DenseFormerState:
 class DenseFormerResidual(ResidualRule):
     """Pre-Norm residual inside each block; a DWA over all earlier block outputs after each block."""
 
+    routing_removal = "DWA weights at their init (a_ii = 1, others 0): the standard Pre-Norm Transformer"
+
+    def remove_routing(self) -> None:
+        self.reset_to_init()
+
     def __init__(self, num_units: int, d_model: int, num_tokens: int, units_per_layer: int = 2,
                  per_unit: bool = False):
         super().__init__(num_units, d_model, num_tokens, units_per_layer)

@@ -8,10 +8,20 @@ Two states run side by side, as in Dual Path Networks:
            running partial sum p of the current block
 
     unit u:   a = BlockAttentionRead_u(blocks + [p]);  g = sigmoid(theta_u);  h = g * y + (1 - g) * a
+              (the read's scores z_j = tau <w_u, RMSNorm(s_j)> + beta_{u,j}: one bias per source, see
+              block_attention.py; a shared per-read bias would get no gradient)
               o = f_u(h);  y <- y + o;  p <- p + o;  close the block every S units
     end:      one more read with its own query and gate gives the final state
 
 path_mode=identity fixes g = 1 (exactly the Pre-Norm model), path_mode=attn fixes g = 0 (Block AttnRes).
+
+``rescale_mix`` (default on) divides the mix by the gate's initial value g0 (1/2): h = (g * y + (1 - g) * a) / g0,
+so that h = y exactly at init (a = 0) and DeRes starts as the Pre-Norm model at ANY token scale [ours]. Where h
+feeds an RMSNorm (the OneTrans units' pre-norm, the final norm) a constant factor only matters where the norm's eps
+is not negligible, and there it does: with FuxiCTR's embedding init (std 1e-4) and no tokenizer input norm,
+mean(X0^2) ~ 1e-9 is far below eps = 1e-6, RMSNorm(0.5 y) != RMSNorm(y), and the paper's literal mix
+(``rescale_mix: false``) differs from the Pre-Norm model at init (logits up to ~4e-2 apart). Units that do not
+normalise their input (TokenMixer-Large's in-layout residual) and ``final_norm: false`` also see y, not y / 2.
 """
 
 import math
@@ -63,7 +73,8 @@ class DeResResidual(ResidualRule):
                  path_mode: str = "dual", identity_mode: str = "identity", score_fn: str = "silu",
                  tau: Optional[float] = None, beta: Optional[float] = None, gate: str = "static",
                  gate_value: float = 0.5, gate_rank: int = 4, num_blocks: Optional[int] = None,
-                 block_size: Optional[int] = None, per_token_query: bool = False, eps: float = 1e-6):
+                 block_size: Optional[int] = None, per_token_query: bool = False, eps: float = 1e-6,
+                 recency_prior: float = 0.0, rescale_mix: bool = True):
         super().__init__(num_units, d_model, num_tokens, units_per_layer)
         for key, value, allowed in (("path_mode", path_mode, PATH_MODES),
                                     ("identity_mode", identity_mode, IDENTITY_MODES),
@@ -79,12 +90,29 @@ class DeResResidual(ResidualRule):
         self.beta = float(beta)
         if path_mode != "identity":
             self.reads = BlockAttentionRead(num_units + 1, d_model, num_tokens, score_fn, self.tau, self.beta,
-                                            per_token_query, eps)
+                                            per_token_query, eps, self.sources_per_read(), recency_prior)
         if path_mode == "dual":
             self.gates = nn.ModuleList(VectorGate(gate, d_model, num_tokens, gate_value, gate_rank, eps)
                                        for _ in range(num_units + 1))
+            g0 = self.gates[0].initial_value
+            # a fixed gate of 0 is the attention path alone: nothing to rescale
+            self.mix_scale = 1.0 / g0 if (rescale_mix and g0 > 0) else 1.0
         if identity_mode == "learnable":
             self.identity_scale = nn.Parameter(torch.ones(num_units, d_model))
+        self.identity_only = False                                        # set by remove_routing()
+
+    @property
+    def routing_removal(self) -> str:
+        if self.path_mode == "attn":
+            return "depth reads at their init (zero queries, initial biases: softmax = uniform 1/M, SiLU = sum)"
+        return "gate fixed to 1 (h = y): the identity path, i.e. the Pre-Norm model with the same weights"
+
+    def remove_routing(self) -> None:
+        """dual: h = y (path_mode identity); attn: the reads back at their initialisation."""
+        if self.path_mode == "attn":
+            self.reads.init_weights()
+        else:
+            self.identity_only = True
 
     def init_weights(self) -> None:
         if self.identity_mode == "learnable":
@@ -95,19 +123,21 @@ class DeResResidual(ResidualRule):
         if self.path_mode == "identity":
             return DeResState(x0, None)
         closed = x0.unsqueeze(2)                                          # b_0 = X0, (B, T, 1, d)
-        return DeResState(x0, DepthSources(closed, [self.reads.score_block(x0, 0)]))
+        return DeResState(x0, DepthSources(closed, [self.reads.score_block(x0, 0, 0)]))
 
     def _mix(self, state: DeResState, r: int) -> torch.Tensor:
-        if self.path_mode == "identity":
+        if self.path_mode == "identity" or self.identity_only:
             return state.y
         a, alpha = self.reads(r, state.sources)
         if self.path_mode == "attn":
             h, g = a, None
         else:
-            g = self.gates[r](state.y)
+            g = self.gates[r](state.y).to(state.y.dtype)          # float32 parameters, bf16 states under autocast
             h = torch.lerp(a, state.y, g)                                 # g * y + (1 - g) * a
+            if self.mix_scale != 1.0:
+                h = h * self.mix_scale
         if self.trace is not None:
-            self._record(r, state, a, alpha, g)
+            self._record(r, state, a, alpha, g, h)
         return h
 
     def unit_input(self, state: DeResState, u: int) -> torch.Tensor:
@@ -123,7 +153,7 @@ class DeResResidual(ResidualRule):
         if count < self.block_units:
             return DeResState(y, DepthSources(src.closed, src.scores, partial), count)
         closed = torch.cat([src.closed, partial.unsqueeze(2)], dim=2)
-        scores = src.scores + [self.reads.score_block(partial, u + 1)]
+        scores = src.scores + [self.reads.score_block(partial, u + 1, src.closed.shape[2])]
         return DeResState(y, DepthSources(closed, scores, None), 0)
 
     def readout(self, state: DeResState) -> torch.Tensor:
@@ -142,12 +172,20 @@ class DeResResidual(ResidualRule):
         s = self.block_units
         return [1 + r // s + (r % s != 0) for r in range(self.num_units + 1)]
 
-    def _record(self, r, state, a, alpha, g) -> None:
+    def _record(self, r, state, a, alpha, g, h) -> None:
+        """alpha's mean/spread per source, ||a|| / ||y||, the part of a orthogonal to y per token
+        ||a - (<a,y>/<y,y>) y|| / ||y|| (what the next norm cannot cancel), and 1 - cos(h, y) per token."""
         with torch.no_grad():
             flat = alpha.detach().float().reshape(-1, alpha.shape[-1]).t()
+            y, a, h = state.y.float(), a.float(), h.float()
+            y_norm = y.norm().clamp_min(1e-30)
+            coef = (a * y).sum(-1, keepdim=True) / (y * y).sum(-1, keepdim=True).clamp_min(1e-30)
+            cos = torch.nn.functional.cosine_similarity(h, y, dim=-1, eps=1e-30)
             entry = {"read": r, "num_sources": alpha.shape[-1],
                      "alpha_mean": flat.mean(dim=1).cpu(), "alpha_std": flat.std(dim=1, unbiased=False).cpu(),
-                     "read_to_identity": (a.norm() / state.y.norm().clamp_min(1e-12)).item()}
+                     "read_to_identity": (a.norm() / y_norm).item(),
+                     "perp_to_identity": ((a - coef * y).norm() / y_norm).item(),
+                     "input_off_identity": (1.0 - cos).mean().item()}
             if g is not None:
                 entry["gate_mean"] = g.detach().float().reshape(-1, g.shape[-1]).mean(dim=0).cpu() \
                     if g.dim() else g.detach().float().cpu().expand(self.d_model)

@@ -31,6 +31,11 @@ _SINKHORN_OPS_PER_STEP = 5
 class MHCResidual(StreamResidual):
     """``residual: mhc``: manifold-constrained hyper-connections with ``num_streams`` (>= 2) streams."""
 
+    routing_removal = "maps at their init (H_pre = 1/n, H_post = 1, H_res ~ I, phi = 0): ~ Pre-Norm copied over the streams"
+
+    def remove_routing(self) -> None:
+        self.reset_to_init()
+
     def __init__(self, num_units: int, d_model: int, num_tokens: int, units_per_layer: int = 2,
                  num_streams: int = 4, dynamic: bool = True, sinkhorn_iters: int = 20, scale_init: float = 0.01,
                  res_off_diagonal: float = -8.0, eps: float = 1e-6):

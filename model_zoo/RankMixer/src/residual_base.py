@@ -71,6 +71,22 @@ class ResidualRule(nn.Module):
     def current_tokens(self, state: Any) -> int:
         raise NotImplementedError
 
+    #: what ``remove_routing`` does (one line, printed by ``diagnose``); None: the rule has no routing to remove
+    routing_removal: Optional[str] = None
+
+    def remove_routing(self) -> None:
+        """Put the rule, in place, into its routing-free form (the model then runs the backbone's weights
+        through the plain residual); ``diagnostics.routing_removed`` undoes it."""
+        raise NotImplementedError(f"residual rule {type(self).__name__} has no routing to remove")
+
+    def reset_to_init(self) -> None:
+        """The rule's own parameters back at their (Pre-Norm-equivalent) initialisation; backbone untouched."""
+        for module in self.modules():
+            if module is not self and hasattr(module, "init_weights"):
+                module.init_weights()
+        if hasattr(self, "init_weights"):
+            self.init_weights()
+
 
 def keep_last_tokens(x: torch.Tensor, n: int) -> torch.Tensor:
     """Slice (..., T, d) states to their last n tokens (the pyramid keeps the tail queries)."""

@@ -41,6 +41,11 @@ class VectorGate(nn.Module):
                 nn.init.normal_(self.down, std=self.down.shape[0] ** -0.5)
                 self.up.zero_()
 
+    @property
+    def initial_value(self) -> float:
+        """g at init (uniform over dimensions): 1/2 for the learnt gates, ``value`` for the fixed one."""
+        return self.value if self.mode == "fixed" else 0.5
+
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         """Gate values broadcastable to y (B, T, d)."""
         if self.mode == "fixed":

@@ -8,19 +8,29 @@ Models differ only in configuration (residual rule, tokenizer, sizes) and, for o
 ``build_units`` returns.
 """
 
+import contextlib
 from typing import List, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from fuxictr.pytorch.layers import FeatureEmbedding, MLP_Block
 from fuxictr.pytorch.models import BaseModel
-from fuxictr.pytorch.torch_utils import get_regularizer
+from fuxictr.pytorch.torch_utils import get_loss, get_optimizer, get_regularizer
 
 from .readout import Readout
 from .attention import TokenAttention
 from .ffn import TokenFFN
 from .tokenizers import build_tokenizer
 from .residual_rules import build_residual_rule
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def to_token_major(x: torch.Tensor) -> torch.Tensor:
+    """The same (B, T, d) values stored token-major, i.e. a (B, T, d) view of a contiguous (T, B, d) tensor: the
+    layout in which TokenAttention/TokenFFN run their token-specific products without a copy (docs/speed.md)."""
+    return x.transpose(0, 1).contiguous().transpose(0, 1)
 
 
 def pyramid_token_counts(pyramid_tokens: Optional[List[int]], num_tokens: int, num_layers: int) -> List[int]:
@@ -37,7 +47,12 @@ def pyramid_token_counts(pyramid_tokens: Optional[List[int]], num_tokens: int, n
 
 class TokenCTR(BaseModel):
     """FuxiCTR model over tokens: a Pre-Norm Transformer backbone (attention and FFN are separate units) whose
-    residual connections are a swappable rule (``residual: prenorm | deres | ...``)."""
+    residual connections are a swappable rule (``residual: prenorm | deres | ...``).
+
+    Speed options (docs/speed.md), all off by default: ``precision: bf16`` runs the forward under bfloat16 autocast
+    and the loss from float32 logits; ``compile: true`` wraps the unit loop in ``torch.compile`` (backend
+    ``compile_backend``); ``attention_impl`` picks the attention kernel (``auto | explicit | sdpa``).
+    """
 
     default_residual = "prenorm"
 
@@ -66,8 +81,13 @@ class TokenCTR(BaseModel):
                  readout: str = "mean",
                  head_hidden_units: List[int] = (64,),
                  head_activations: str = "ReLU",
+                 attention_impl: str = "auto",
+                 precision: str = "fp32",
+                 compile: bool = False,
+                 compile_backend: str = "inductor",
                  embedding_regularizer=None,
                  net_regularizer=None,
+                 residual_lr_multiplier: float = 10.0,
                  **kwargs):
         super().__init__(feature_map, model_id=model_id, gpu=gpu,
                          embedding_regularizer=embedding_regularizer, net_regularizer=net_regularizer, **kwargs)
@@ -75,7 +95,21 @@ class TokenCTR(BaseModel):
                            ("num_heads", num_heads), ("embedding_dim", embedding_dim)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{key}={value!r}: expected a positive integer")
+        if not isinstance(residual_lr_multiplier, (int, float)) or not residual_lr_multiplier > 0:
+            raise ValueError(f"residual_lr_multiplier={residual_lr_multiplier!r}: expected a positive number")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision={precision!r}: expected one of {list(PRECISIONS)}")
+        if precision != "fp32" and type(self).forward is not TokenCTR.forward:
+            raise ValueError(f"precision={precision!r} is applied by TokenCTR.forward, which {type(self).__name__} "
+                             f"overrides: only fp32 is supported for this model")
+        if precision != "fp32" and kwargs.get("loss") not in ("bce", "binary_crossentropy", "binary_cross_entropy"):
+            raise ValueError(f"precision={precision!r} computes the loss from logits and supports only "
+                             f"loss: binary_crossentropy, got loss={kwargs.get('loss')!r}")
+        if not isinstance(compile, bool):
+            raise ValueError(f"compile={compile!r}: expected true or false")
         self.num_tokens, self.d_model, self.num_layers = num_tokens, d_model, num_layers
+        self.residual_lr_multiplier = float(residual_lr_multiplier)
+        self.precision = precision
         self.embedding_layer = FeatureEmbedding(feature_map, embedding_dim,
                                                 embedding_initializer=embedding_initializer)
         num_fields = feature_map.get_num_fields()
@@ -84,17 +118,45 @@ class TokenCTR(BaseModel):
         units, units_per_layer, final_tokens = self.build_units(
             num_tokens=num_tokens, d_model=d_model, num_layers=num_layers, num_heads=num_heads,
             ffn_ratio=ffn_ratio, ffn_activation=ffn_activation, token_specific=token_specific, causal=causal,
-            attention_dropout=attention_dropout, net_dropout=net_dropout, **kwargs)
+            attention_dropout=attention_dropout, net_dropout=net_dropout, attention_impl=attention_impl, **kwargs)
         self.units = nn.ModuleList(units)
+        # Token-major states when every unit is one of the token-major units (other backbones reshape (B, T, d)).
+        self.token_major = all(isinstance(unit, (TokenAttention, TokenFFN)) for unit in units)
         self.rule = build_residual_rule(residual or self.default_residual, residual_params, len(self.units),
                                         d_model, num_tokens, units_per_layer)
         self.final_norm = nn.RMSNorm(d_model, eps=1e-6) if final_norm else nn.Identity()
         self.readout = Readout(readout, final_tokens, d_model)
         self.head = MLP_Block(input_dim=self.readout.output_dim, hidden_units=list(head_hidden_units),
                               hidden_activations=head_activations, output_dim=1, dropout_rates=net_dropout)
+        # torch.compile of the unit loop only: the embedding dict and FuxiCTR's training loop stay eager.
+        if compile:
+            self.run_units = torch.compile(self.run_units, backend=compile_backend)
         self.compile(kwargs["optimizer"], kwargs["loss"], learning_rate)
         self.reset_parameters()
         self.model_to_device()
+
+    def compile(self, optimizer, loss, lr):
+        """FuxiCTR's compile with two parameter groups: everything at ``lr``, the residual rule's parameters
+        (gates, pseudo-queries, depth biases, mixing scalars) at ``lr * residual_lr_multiplier``.
+
+        The rule's parameters are few and start at a point (zero query, g = 1/2) where their gradients are small
+        next to the backbone's, so at the backbone's rate they barely move (issue 12: ||a||/||y|| stays near 0.01
+        at lr, 0.2-0.7 at 10 lr within 6 epochs on Frappe). FuxiCTR's lr_decay scales every group, so
+        reduce-on-plateau keeps the ratio (until min_lr). The base group comes first: FuxiCTR and the training
+        monitor read param_groups[0] as "the" learning rate.
+        """
+        rule_params = [p for n, p in self.named_parameters() if n.startswith("rule.")]
+        rule_ids = {id(p) for p in rule_params}
+        groups = [{"params": [p for p in self.parameters() if id(p) not in rule_ids], "lr": lr, "name": "base"}]
+        if rule_params:
+            groups.append({"params": rule_params, "lr": lr * self.residual_lr_multiplier, "name": "residual_rule"})
+        self.optimizer = get_optimizer(optimizer, groups, lr)
+        self.loss_fn = get_loss(loss)
+
+    def lr_decay(self, factor: float = 0.1, min_lr: float = 1e-6) -> float:
+        """FuxiCTR's lr_decay (every group scaled, floored at min_lr); returns the base group's new rate."""
+        super().lr_decay(factor, min_lr)
+        return self.optimizer.param_groups[0]["lr"]
 
     def build_tokenizer(self, name: str, num_fields: int, embedding_dim: int, num_tokens: int, d_model: int,
                         options: dict, **kwargs) -> nn.Module:
@@ -103,7 +165,7 @@ class TokenCTR(BaseModel):
 
     def build_units(self, num_tokens: int, d_model: int, num_layers: int, num_heads: int, ffn_ratio: float,
                     ffn_activation: str, token_specific: bool, causal: bool, attention_dropout: float,
-                    net_dropout: float, pyramid_tokens: Optional[List[int]] = None,
+                    net_dropout: float, pyramid_tokens: Optional[List[int]] = None, attention_impl: str = "auto",
                     **kwargs) -> Tuple[List[nn.Module], int, int]:
         """Return (units, units per layer, token count after the last unit). Here: L x (attention, FFN).
 
@@ -114,7 +176,7 @@ class TokenCTR(BaseModel):
         units, tokens = [], num_tokens
         for keep in sizes:
             units.append(TokenAttention(tokens, d_model, num_heads, token_specific, causal, attention_dropout,
-                                        num_queries=keep))
+                                        num_queries=keep, attention_impl=attention_impl))
             units.append(TokenFFN(keep, d_model, ffn_ratio, token_specific, ffn_activation, net_dropout))
             tokens = keep
         return units, 2, tokens
@@ -123,11 +185,30 @@ class TokenCTR(BaseModel):
         """Final token states X_L (B, T_L, d) before the final norm."""
         x = self.get_inputs(inputs)
         tokens = self.tokenizer(self.embedding_layer(x))
+        return self.run_units(to_token_major(tokens) if self.token_major else tokens)
+
+    def run_units(self, tokens: torch.Tensor) -> torch.Tensor:
+        """X0 -> X_L through the units wired by the residual rule (the part ``compile: true`` compiles)."""
         return self.rule.run(tokens, list(self.units))
 
+    def autocast(self):
+        """bfloat16 autocast for ``precision: bf16`` (the depth reads keep float32 inside), else a no-op."""
+        if self.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def forward(self, inputs: dict) -> dict:
-        logit = self.head(self.readout(self.final_norm(self.backbone(inputs))))
+        with self.autocast():
+            logit = self.head(self.readout(self.final_norm(self.backbone(inputs))))
+        logit = logit.float()
         return {"y_pred": self.output_activation(logit), "logit": logit}
+
+    def add_loss(self, return_dict: dict, y_true: torch.Tensor) -> torch.Tensor:
+        """FuxiCTR's loss (BCE on probabilities) in fp32; under ``precision: bf16`` BCE from the float32 logits,
+        which is the form autocast accepts and the stable one when the head ran in bfloat16."""
+        if self.precision == "fp32":
+            return super().add_loss(return_dict, y_true)
+        return F.binary_cross_entropy_with_logits(return_dict["logit"], y_true.float(), reduction="mean")
 
     def regularization_loss(self):
         """FuxiCTR's regulariser, except that residual-rule parameters (gates, pseudo-queries, mixing scalars)
