@@ -135,13 +135,13 @@ MODELS: Dict[str, ZooModel] = {m.name: m for m in [
                     "Hiformer: Heterogeneous Feature Interactions Learning with Transformers for Recommender Systems",
                     "2311.05884", "2023"),
         summary="HiFormer adapts self-attention to heterogeneous feature tokens: every token has its own query, key, "
-                "value and output projections, and Hiformer's composite projection computes Q and K from all tokens "
-                "through a low-rank matrix; a task token's query alone is computed in the last layer.",
+                "value and output projections, and Hiformer's composite projection computes keys and values from all "
+                "tokens through a low-rank matrix; a task token's query alone is computed in the last layer.",
         equations=_TOKEN_PIPELINE + (
             "\n$$q_i = W^Q_i x_i, \\; k_j = W^K_j x_j, \\; v_j = W^V_j x_j, \\quad "
             "o_i = W^O_i \\sum_j \\mathrm{softmax}_j(q_i^\\top k_j / \\sqrt{d_h})\\, v_j$$\n\n"
-            "$$[Q; K] = \\mathrm{concat}(x_1, \\dots, x_T)\\, U V \\quad (\\text{composite, rank } r = "
-            "\\texttt{composite\\_rank})$$\n"),
+            "$$[K; V] = \\mathrm{concat}(x_1, \\dots, x_T)\\, U V \\quad (\\text{`composite: kv`, rank } r = "
+            "\\texttt{composite\\_rank}; \\text{`qk` composes } Q, K \\text{ instead})$$\n"),
         result_expids=["HiFormer"]),
     ZooModel(
         name="WuKong", classes=["WuKong"],

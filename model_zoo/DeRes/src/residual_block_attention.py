@@ -18,7 +18,10 @@ Three choices keep this cheap on memory-bound hardware (it is ~3% of the FLOPs b
 - the RMSNorm gain folds into the query: <w, g * s / rms(s)> = <w * g, s> / rms(s), so keys are never built;
 - a block is scored for every later read at once, when it closes: one (B*T, d) @ (d, R') GEMM, instead of one
   pass over all stored blocks per read;
-- blocks are stored as (B, T, M, d), so the weighted sum is one batched matmul with no layout copy.
+- blocks are kept as separate (B, T, d) tensors (never re-stacked when a block closes, which copied every stored
+  block again), and the weighted sum is ``DepthWeightedSum``: one streaming multiply-add pass per source forward,
+  and a closed-form backward (grad s_j = alpha_j * grad a, grad alpha_j = <grad a, s_j>) instead of B*T tiny
+  (1 x M) @ (M x d) batched matmuls and their autograd graph (docs/speed.md).
 The math runs in float32 even under autocast.
 """
 
@@ -40,26 +43,54 @@ def inverse_rms(x: torch.Tensor, eps: float) -> torch.Tensor:
     return torch.rsqrt(x.float().pow(2).mean(dim=-1) + eps)
 
 
+class DepthWeightedSum(torch.autograd.Function):
+    """a = sum_j alpha[..., j] * s_j for sources s_j (..., d) and weights alpha (..., M), with its closed-form
+    backward; written by hand because torch has no fused weighted sum over a list of tensors."""
+
+    @staticmethod
+    def forward(ctx, alpha: torch.Tensor, *sources: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(alpha, *sources)
+        a = sources[0] * alpha[..., 0:1]
+        for j in range(1, len(sources)):
+            a.addcmul_(sources[j], alpha[..., j:j + 1])
+        return a
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        alpha, *sources = ctx.saved_tensors
+        grad_alpha = grad_sources = None
+        if ctx.needs_input_grad[0]:
+            grad_alpha = torch.stack([torch.linalg.vecdot(grad, s) for s in sources], dim=-1)
+        grad_sources = [grad * alpha[..., j:j + 1] if ctx.needs_input_grad[j + 1] else None
+                        for j in range(len(sources))]
+        return (grad_alpha, *grad_sources)
+
+
+def depth_weighted_sum(alpha: torch.Tensor, sources: List[torch.Tensor]) -> torch.Tensor:
+    """sum_j alpha[..., j] * sources[j] (see DepthWeightedSum)."""
+    return DepthWeightedSum.apply(alpha, *sources)
+
+
 @dataclass
 class DepthSources:
-    """What a read attends over: closed blocks (B, T, M, d) with their precomputed scores, and the running
+    """What a read attends over: the closed blocks (each (B, T, d)) with their precomputed scores, and the running
     partial sum of the current block."""
 
-    closed: torch.Tensor                                            # (B, T, M, d), b_0 = X0 first
+    closed: Tuple[torch.Tensor, ...]                                # M blocks (B, T, d), b_0 = X0 first
     scores: List[Tuple[int, torch.Tensor]] = field(default_factory=list)  # per block: (first read, (B, T, R'))
     partial: Optional[torch.Tensor] = None                          # (B, T, d) or None when the block is empty
 
     @property
     def count(self) -> int:
-        return self.closed.shape[2] + (self.partial is not None)
+        return len(self.closed) + (self.partial is not None)
 
     def closed_scores(self, r: int) -> torch.Tensor:
         """(B, T, M) scores of the closed blocks for read r."""
         return torch.stack([z[..., r - first] for first, z in self.scores], dim=-1)
 
     def keep_last_tokens(self, n: int) -> "DepthSources":
-        t = self.closed.shape[1]
-        return DepthSources(self.closed[:, t - n:], [(f, z[:, t - n:]) for f, z in self.scores],
+        t = self.closed[0].shape[1]
+        return DepthSources(tuple(c[:, t - n:] for c in self.closed), [(f, z[:, t - n:]) for f, z in self.scores],
                             None if self.partial is None else self.partial[:, t - n:])
 
 
@@ -124,7 +155,7 @@ class BlockAttentionRead(nn.Module):
     def forward(self, r: int, sources: DepthSources) -> Tuple[torch.Tensor, torch.Tensor]:
         """Read r: the weighted sum a (B, T, d) and the depth weights alpha (B, T, M)."""
         closed, partial = sources.closed, sources.partial
-        with torch.autocast(device_type=closed.device.type, enabled=False):
+        with torch.autocast(device_type=closed[0].device.type, enabled=False):
             z = sources.closed_scores(r)
             if partial is not None:
                 p = partial.float()
@@ -135,8 +166,6 @@ class BlockAttentionRead(nn.Module):
                 alpha = torch.sigmoid(z)
             else:
                 alpha = torch.softmax(z, dim=-1)
-            m = closed.shape[2]
-            a = torch.matmul(alpha[..., None, :m], closed.float()).squeeze(-2)
-            if partial is not None:
-                a = torch.addcmul(a, alpha[..., m:], partial.float())
-        return a.to(closed.dtype), alpha
+            values = list(closed) + ([] if partial is None else [partial])
+            a = depth_weighted_sum(alpha, [v.float() for v in values])
+        return a.to(closed[0].dtype), alpha

@@ -145,13 +145,17 @@ class TokenCTR(BaseModel):
         reduce-on-plateau keeps the ratio (until min_lr). The base group comes first: FuxiCTR and the training
         monitor read param_groups[0] as "the" learning rate.
         """
-        rule_params = [p for n, p in self.named_parameters() if n.startswith("rule.")]
-        rule_ids = {id(p) for p in rule_params}
-        groups = [{"params": [p for p in self.parameters() if id(p) not in rule_ids], "lr": lr, "name": "base"}]
-        if rule_params:
-            groups.append({"params": rule_params, "lr": lr * self.residual_lr_multiplier, "name": "residual_rule"})
+        extra = [(name, params, m) for name, params, m in self.multiplied_parameter_groups() if params]
+        taken = {id(p) for _, params, _ in extra for p in params}
+        groups = [{"params": [p for p in self.parameters() if id(p) not in taken], "lr": lr, "name": "base"}]
+        groups += [{"params": params, "lr": lr * m, "name": name} for name, params, m in extra]
         self.optimizer = get_optimizer(optimizer, groups, lr)
         self.loss_fn = get_loss(loss)
+
+    def multiplied_parameter_groups(self) -> List[Tuple[str, list, float]]:
+        """(group name, parameters, learning-rate multiplier) of the parameters not trained at the base rate."""
+        return [("residual_rule", [p for n, p in self.named_parameters() if n.startswith("rule.")],
+                 self.residual_lr_multiplier)]
 
     def lr_decay(self, factor: float = 0.1, min_lr: float = 1e-6) -> float:
         """FuxiCTR's lr_decay (every group scaled, floored at min_lr); returns the base group's new rate."""

@@ -122,7 +122,7 @@ class DeResResidual(ResidualRule):
     def init(self, x0: torch.Tensor) -> DeResState:
         if self.path_mode == "identity":
             return DeResState(x0, None)
-        closed = x0.unsqueeze(2)                                          # b_0 = X0, (B, T, 1, d)
+        closed = (x0,)                                                    # b_0 = X0
         return DeResState(x0, DepthSources(closed, [self.reads.score_block(x0, 0, 0)]))
 
     def _mix(self, state: DeResState, r: int) -> torch.Tensor:
@@ -152,8 +152,8 @@ class DeResResidual(ResidualRule):
         count = state.units_in_block + 1
         if count < self.block_units:
             return DeResState(y, DepthSources(src.closed, src.scores, partial), count)
-        closed = torch.cat([src.closed, partial.unsqueeze(2)], dim=2)
-        scores = src.scores + [self.reads.score_block(partial, u + 1, src.closed.shape[2])]
+        closed = src.closed + (partial,)
+        scores = src.scores + [self.reads.score_block(partial, u + 1, len(src.closed))]
         return DeResState(y, DepthSources(closed, scores, None), 0)
 
     def readout(self, state: DeResState) -> torch.Tensor:

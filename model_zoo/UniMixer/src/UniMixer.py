@@ -29,8 +29,11 @@ class SwiGLUUnit(nn.Module):
 class UniMixer(TokenCTR):
     """L x (UniMixing, SwiGLU) units on the shared backbone; ``residual: siamese`` by default.
 
-    Options: ``block_size`` b (default d, so n = T blocks), ``sinkhorn_iters`` (20), ``lite`` with ``num_bases``
-    and ``global_rank`` (UniMixer-Lite), ``identity_init`` (4.0), ``tau_start``/``tau_end``, and
+    Options: ``block_size`` b (default d / T, so n = T^2 blocks and the TokenMixer permutation is expressible),
+    ``sinkhorn_iters`` (20), ``lite`` with ``num_bases`` and ``global_rank`` (UniMixer-Lite), ``mixing_init``
+    (``tokenmixer`` | ``identity`` | ``uniform``) with ``init_scale`` (0.5; see layers.uni_mixing),
+    ``mixing_lr_multiplier`` (10: the mixing logits' learning rate is lr * m, like ``residual_lr_multiplier``
+    for rule parameters), ``tau_start``/``tau_end``, and
     ``tau_anneal_epochs`` (default: the ``epochs`` given to ``fit``; early stopping usually ends training long
     before a large epoch budget, so configs set it). ``unit_norm`` (default: off under SiameseNorm, whose unit
     input is already normalised, on under any other rule, whose units need their own pre-norm).
@@ -41,7 +44,11 @@ class UniMixer(TokenCTR):
     def __init__(self, feature_map, model_id: str = "UniMixer", residual: Optional[str] = None,
                  final_norm: bool = False, unit_norm: Optional[bool] = None, lite: bool = False,
                  tau_start: float = 1.0, tau_end: float = 0.05, tau_anneal_epochs: Optional[float] = None,
-                 **kwargs):
+                 mixing_lr_multiplier: float = 10.0, **kwargs):
+        if not isinstance(mixing_lr_multiplier, (int, float)) or not mixing_lr_multiplier > 0:
+            raise ValueError(f"mixing_lr_multiplier={mixing_lr_multiplier!r}: expected a positive number")
+        # read by compile(), which TokenCTR.__init__ calls: set before nn.Module.__init__ (a plain float is allowed)
+        self.mixing_lr_multiplier = float(mixing_lr_multiplier)
         if unit_norm is None:
             unit_norm = (residual or self.default_residual) != "siamese"
         super().__init__(feature_map, model_id=model_id, residual=residual, final_norm=final_norm,
@@ -53,13 +60,19 @@ class UniMixer(TokenCTR):
     def build_units(self, num_tokens: int, d_model: int, num_layers: int, ffn_ratio: float, token_specific: bool,
                     unit_norm: bool = False, lite: bool = False, block_size: Optional[int] = None,
                     sinkhorn_iters: int = 20, num_bases: int = 4, global_rank: int = 4,
-                    identity_init: float = 4.0, **kwargs) -> Tuple[List[nn.Module], int, int]:
+                    init_scale: float = 0.1, mixing_init: str = "tokenmixer",
+                    **kwargs) -> Tuple[List[nn.Module], int, int]:
         units = []
         for _ in range(num_layers):
             units.append(UniMixing(num_tokens, d_model, block_size, sinkhorn_iters, lite, num_bases, global_rank,
-                                   identity_init, norm=unit_norm))
+                                   init_scale, mixing_init, norm=unit_norm))
             units.append(SwiGLUUnit(num_tokens, d_model, ffn_ratio, token_specific, norm=unit_norm))
         return units, 2, num_tokens
+
+    def multiplied_parameter_groups(self):
+        """TokenCTR's groups plus the mixing logits at lr * ``mixing_lr_multiplier``."""
+        mixing = [p for unit in self.units if isinstance(unit, UniMixing) for p in unit.mixing_parameters()]
+        return super().multiplied_parameter_groups() + [("mixing", mixing, self.mixing_lr_multiplier)]
 
     def set_temperature(self, tau: float) -> None:
         for unit in self.units:
