@@ -54,13 +54,16 @@ def result_line(record: dict) -> str:
 
 
 def record_log(results_dir: str, record: dict) -> Optional[str]:
-    """The log file of one run: a bench folder's logs/<key>.log, else FuxiCTR's <model_root>/<dataset>/<expid>.log."""
+    """The log file of one run: a bench folder's logs/<key>.log, a run directory's <expid>.log, else FuxiCTR's
+    <model_root>/<dataset>/<expid>.log."""
     candidates = []
     if record.get("bench_key"):
         candidates.append(os.path.join(results_dir, "logs", f"{record['bench_key']}.log"))
     if record.get("copied_from"):                       # bench --reuse: the log stayed in the source folder
         folder, _, key = record["copied_from"].rpartition(":")
         candidates.append(os.path.join(folder, "logs", f"{key}.log"))
+    if record.get("run_dir"):                            # run/run_expid.py: one directory per run
+        candidates.append(os.path.join(record["run_dir"], f"{record['expid']}.log"))
     config = record.get("config") or {}
     if config.get("model_root"):
         candidates.append(os.path.join(config["model_root"], record["dataset_id"], f"{record['expid']}.log"))

@@ -60,7 +60,7 @@ class UniMixer(TokenCTR):
     def build_units(self, num_tokens: int, d_model: int, num_layers: int, ffn_ratio: float, token_specific: bool,
                     unit_norm: bool = False, lite: bool = False, block_size: Optional[int] = None,
                     sinkhorn_iters: int = 20, num_bases: int = 4, global_rank: int = 4,
-                    init_scale: float = 0.1, mixing_init: str = "tokenmixer",
+                    init_scale: float = 0.1, mixing_init: Optional[str] = None,
                     **kwargs) -> Tuple[List[nn.Module], int, int]:
         units = []
         for _ in range(num_layers):

@@ -13,6 +13,8 @@ symmetric, so W_B = I, W_G = P is a point of the parametrisation: UniMixer can e
 could only permute whole tokens.
 """
 
+from typing import Optional
+
 import torch
 from torch import nn
 
@@ -46,7 +48,8 @@ class UniMixing(nn.Module):
     are divided by tau, so by tau = 0.05 a 4 I init is 80 I and the mixing was the identity from about epoch 2 on,
     whatever was learnt (the units then did nothing). Now the init is a weak prior that learning can overturn:
     logits ``init_scale`` * pattern (+ N(0, 0.01)), the pattern the TokenMixer permutation for W_G and I for W_B
-    (``mixing_init: tokenmixer``, default), I for both (``identity``) or none (``uniform``); 0.5 at n = T^2
+    (``mixing_init: tokenmixer``, the default when b = d / T), I for both (``identity``, the default for other b)
+    or none (``uniform``); 0.1 at n = T^2
     blocks is close to uniform at tau = 1 and sharpens with the schedule only where the gradient keeps it.
     UniMixer's model gives the mixing logits their own learning-rate multiplier so they move O(1) in a short run.
     Lite: the first basis is ``init_scale`` * I with weight 1 in every block; the global logits A B start at
@@ -57,12 +60,14 @@ class UniMixing(nn.Module):
 
     def __init__(self, num_tokens: int, d_model: int, block_size: int = None, num_iters: int = 20,
                  lite: bool = False, num_bases: int = 4, global_rank: int = 4, init_scale: float = 0.1,
-                 mixing_init: str = "tokenmixer", norm: bool = True):
+                 mixing_init: Optional[str] = None, norm: bool = True):
         super().__init__()
         width = num_tokens * d_model
         b = block_size or default_block_size(num_tokens, d_model)
         if width % b != 0:
             raise ValueError(f"unimixer block_size={b} must divide num_tokens * d_model = {width}")
+        if mixing_init is None:                       # the TokenMixer prior where it is expressible, else I
+            mixing_init = "tokenmixer" if b * num_tokens == d_model else "identity"
         if mixing_init not in MIXING_INITS:
             raise ValueError(f"unimixer mixing_init={mixing_init!r}; expected one of {list(MIXING_INITS)}")
         self.num_tokens, self.d_model, self.block, self.num_blocks = num_tokens, d_model, b, width // b
