@@ -23,7 +23,8 @@ from .errors import ConfigError
 RUNNER_KEYS = ("model", "model_id", "dataset_id", "seed", "gpu", "model_root", "data_root", "prepared_root",
                "config_dir", "epochs", "max_gradient_norm", "batch_size", "shuffle", "num_workers", "verbose",
                "feature_cols", "label_col", "source", "min_categr_count", "num_buckets", "feature_processor",
-               "group_id", "train_data", "valid_data", "test_data", "data_format", "data_loader")
+               "group_id", "train_data", "valid_data", "test_data", "data_format", "data_loader",
+               "ddp_static_graph")
 #: types of numeric keys FuxiCTR reads outside typed signatures; "reg" also takes FuxiCTR's "l2(1.e-5)" text
 NUMERIC_TYPES = {"learning_rate": "float", "embedding_regularizer": "reg", "net_regularizer": "reg",
                  "net_dropout": "float", "attention_dropout": "float", "epochs": "int", "batch_size": "int",
