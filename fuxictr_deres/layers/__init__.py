@@ -6,5 +6,5 @@ from .attention import TokenAttention
 from .ffn import TokenFFN
 from .readout import Readout
 
-__all__ = ["TokenLinear", "AutoSplitTokenizer", "PerFieldTokenizer", "build_tokenizer",
+__all__ = ["TokenLinear", "AutoSplitTokenizer", "InputNormTokenizer", "PerFieldTokenizer", "build_tokenizer",
            "TokenAttention", "TokenFFN", "Readout"]
