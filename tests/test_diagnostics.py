@@ -80,7 +80,9 @@ def test_routing_removal_equals_the_identity_only_model_with_the_same_weights():
     effect = routing_removal_effect(model, lambda: batches)
     assert effect["AUC_removed"] == evaluate(identity, batches)["AUC"]
     assert effect["logloss"] == evaluate(model, batches)["logloss"]
-    assert effect["d_AUC"] == effect["AUC"] - effect["AUC_removed"] and effect["d_AUC"] != 0
+    assert effect["d_AUC"] == effect["AUC"] - effect["AUC_removed"]
+    # moved routing changes the predictions (the AUC may keep its ranking on a few random batches)
+    assert effect["d_logloss"] == effect["logloss"] - effect["logloss_removed"] and effect["d_logloss"] != 0
 
 
 def test_attnres_routing_removal_is_uniform_depth_weights():

@@ -98,7 +98,9 @@ def test_readme_demo_commands_run(demo_data_root, tmp_path):
                               timeout=900)
         assert proc.returncode == 0, f"README command failed: {command}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
         if command == main_job:
-            assert "DeRes_demo: valid" in proc.stdout and "AUC" in proc.stdout.split("DeRes_demo: valid")[1]
+            assert "DeRes_demo (model DeRes, dataset demo" in proc.stdout
+            test_line = [ln for ln in proc.stdout.splitlines() if ln.strip().startswith("test ")]
+            assert test_line and "AUC" in test_line[-1], proc.stdout[-2000:]
         if "my_rule.py" in command:
             assert "half residual:" in proc.stdout
         if "my_backbone.py" in command:

@@ -352,14 +352,16 @@ def test_residual_rule_expids_cover_every_rule_and_dataset():
     import yaml
     path = pathlib.Path(__file__).resolve().parents[1] / "benchmark_configs" / "model_config" / "residual_rules.yaml"
     expids = yaml.safe_load(path.read_text())
+    deres = yaml.safe_load((path.parent / "deres.yaml").read_text())
     names = ["PostNorm", "LearnableRes", "ReZero", "LayerScale", "DenseFormer", "HC", "mHC", "AttnResFull",
              "AttnResBlock"]
     datasets = ["demo", "criteo", "criteo_x4", "avazu", "avazu_x1", "frappe", "movielenslatest"]
     assert set(expids) == {f"{n}_{d}" for n in names for d in datasets}
     for expid, cfg in expids.items():
         assert cfg["model"] == "OneTrans" and expid.endswith("_" + cfg["dataset_id"]), expid
+        reference = deres[f"DeRes_{cfg['dataset_id']}"]                # fairness: only the rule differs
         for key in ("num_tokens", "d_model", "num_layers", "num_heads", "ffn_ratio"):
-            assert key not in cfg, f"{expid}: {key} must come from Base, as for DeRes"
+            assert cfg.get(key) == reference.get(key), f"{expid}: {key} differs from DeRes_{cfg['dataset_id']}"
         build_residual_rule(cfg["residual"], cfg.get("residual_params"), 8, 64, 16)   # the options are valid
     assert expids["LayerScale_criteo"]["residual_params"]["init"] == pytest.approx(1e-4)
 
