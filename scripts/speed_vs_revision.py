@@ -1,7 +1,7 @@
 """Training-step time of one expid in this checkout against the same expid in another checkout, in one process.
 
-    git worktree add --detach /tmp/old 2011b24
-    python scripts/speed_vs_revision.py --old /tmp/old --expid OneTrans_criteo --set num_layers=8 --batch-size 4096
+    git worktree add --detach OLD_CHECKOUT 2011b24
+    python scripts/speed_vs_revision.py --old OLD_CHECKOUT --expid OneTrans_criteo --set num_layers=8 --batch-size 4096
 
 The other checkout's ``fuxictr_deres`` is imported under the alias ``fuxictr_deres_old`` (its imports are relative),
 both models are built with the same seed and synthetic batch, and their steps alternate (``speed.step_time_ratio``);

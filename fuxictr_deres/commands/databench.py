@@ -3,7 +3,7 @@
 import argparse
 
 HELP = "benchmark data preparation and loading against FuxiCTR's Ray build and parquet loader"
-EXAMPLE = "fuxictr-deres databench --rows 100000 --workdir /tmp/databench"
+EXAMPLE = "fuxictr-deres databench --rows 100000 --workdir databench_work"
 TASKS = ("fuxictr_build", "prepare", "ours_loader", "fuxictr_loader")
 
 
