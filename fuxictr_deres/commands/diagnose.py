@@ -53,7 +53,7 @@ def execute(args: argparse.Namespace) -> int:
             print(f"{expid}: model {params['model']} has no residual rule; skipped")
             continue
         try:
-            model.load_state_dict(torch.load(path, map_location="cpu"))
+            model.load_weights(path)
         except RuntimeError as err:
             raise ValueError(f"expid {expid}: checkpoint {path} does not fit this model/config: {err}") from err
         batches = _batches(args, params, model)

@@ -23,6 +23,7 @@ from .attention import TokenAttention
 from .ffn import TokenFFN
 from .tokenizers import build_tokenizer
 from .residual_rules import build_residual_rule
+from .checkpoint_format import FORMAT_KEY, check_checkpoint_format, format_buffer
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -128,6 +129,7 @@ class TokenCTR(BaseModel):
         self.readout = Readout(readout, final_tokens, d_model)
         self.head = MLP_Block(input_dim=self.readout.output_dim, hidden_units=list(head_hidden_units),
                               hidden_activations=head_activations, output_dim=1, dropout_rates=net_dropout)
+        self.register_buffer(FORMAT_KEY, format_buffer())          # checked by load_weights
         # torch.compile of the unit loop only: the embedding dict and FuxiCTR's training loop stay eager.
         if compile:
             self.run_units = torch.compile(self.run_units, backend=compile_backend)
@@ -161,6 +163,14 @@ class TokenCTR(BaseModel):
         """FuxiCTR's lr_decay (every group scaled, floored at min_lr); returns the base group's new rate."""
         super().lr_decay(factor, min_lr)
         return self.optimizer.param_groups[0]["lr"]
+
+    def load_weights(self, checkpoint: str) -> None:
+        """FuxiCTR's load_weights, refusing a checkpoint of another parameter layout (checkpoint_format.py)."""
+        self.to(self.device)
+        state_dict = torch.load(checkpoint, map_location="cpu")
+        check_checkpoint_format(state_dict, checkpoint)
+        state_dict.setdefault(FORMAT_KEY, format_buffer())
+        self.load_state_dict(state_dict)
 
     def build_tokenizer(self, name: str, num_fields: int, embedding_dim: int, num_tokens: int, d_model: int,
                         options: dict, **kwargs) -> nn.Module:
