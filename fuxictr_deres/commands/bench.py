@@ -1,5 +1,6 @@
 """``fuxictr-deres bench``: models x datasets x seeds through the runner, resumable, with a summary (mean +- std,
-paired bootstrap AUC difference to a reference, params, FLOPs, speed, memory) as CSV, JSON, Markdown and a figure."""
+seed-paired AUC difference to a reference with a seeds+rows bootstrap interval, params, FLOPs, speed, memory) as
+CSV, JSON, Markdown and a figure."""
 
 import argparse
 
