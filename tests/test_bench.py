@@ -132,8 +132,12 @@ def test_resume_predictions_and_summary(tmp_path, monkeypatch):
         assert os.path.getsize(os.path.join(out, name)) > 0
     table = open(os.path.join(out, "summary.md")).read()
     assert "dAUC vs DeRes" in table and "seeds+rows bootstrap" in table and "(2 seeds)" in table
-    assert open(os.path.join(out, "summary.csv")).readline().strip().endswith("delta_seed_std,delta_interval,"
-                                                                            "delta_per_seed")
+    header = open(os.path.join(out, "summary.csv")).readline().strip().split(",")
+    assert header[:19] == ["model", "dataset", "variant", "num_seeds", "seeds", "auc_mean", "auc_std", "logloss_mean",
+                           "logloss_std", "delta_auc", "delta_low", "delta_high", "paired_seeds", "num_params",
+                           "flops_per_sample", "train_samples_per_s", "infer_samples_per_s", "peak_memory_mb",
+                           "best_epoch_mean"]                          # the columns before issue 14, unchanged
+    assert {"delta_seed_std", "delta_interval", "delta_per_seed", "reference"} <= set(header)
     assert json.load(open(os.path.join(out, "summary.json")))[0]["num_seeds"] == 2
 
 

@@ -19,13 +19,13 @@ import numpy as np
 
 from ..results import read_records
 from .bootstrap import INTERVAL_ROWS, paired_auc_difference
-from .harness import labels_path
+from .store import DataRoots, ensure_labels
 
 COLUMNS = ["model", "dataset", "variant", "num_seeds", "seeds", "auc_mean", "auc_std", "logloss_mean",
            "logloss_std", "delta_auc", "delta_low", "delta_high", "paired_seeds", "num_params", "flops_per_sample",
            "train_samples_per_s", "infer_samples_per_s", "peak_memory_mb", "best_epoch_mean",
            # added with the hierarchical interval (issue 14): older readers ignore them
-           "delta_seed_std", "delta_interval", "delta_per_seed"]
+           "delta_seed_std", "delta_interval", "delta_per_seed", "reference"]
 
 
 def bench_records(out_dir: str) -> List[dict]:
@@ -64,9 +64,18 @@ def group_records(records: List[dict]) -> "OrderedDict[tuple, List[dict]]":
     return groups
 
 
-def summarize(out_dir: str, reference: Optional[str] = None, num_boot: int = 1000) -> List[Dict]:
-    """One row per (model, dataset, variant); see the module docstring."""
+def summarize(out_dir: str, reference: Optional[str] = None, num_boot: int = 1000,
+              roots: Optional[DataRoots] = None) -> List[Dict]:
+    """One row per (model, dataset, variant); see the module docstring. The test labels of a dataset are read from
+    the store, or rebuilt from the dataset found through ``roots`` when the store has none (store.py)."""
     groups = group_records(bench_records(out_dir))
+    labels: Dict[str, np.ndarray] = {}
+
+    def test_labels(dataset: str) -> np.ndarray:
+        if dataset not in labels:
+            labels[dataset] = ensure_labels(out_dir, dataset, roots)
+        return labels[dataset]
+
     rows = []
     for (model, dataset, variant), runs in groups.items():
         aucs = [_metric(r, "AUC") for r in runs]
@@ -80,10 +89,10 @@ def summarize(out_dir: str, reference: Optional[str] = None, num_boot: int = 100
                "infer_samples_per_s": _mean(r.get("infer_samples_per_s") for r in runs),
                "peak_memory_mb": max((r.get("peak_memory_mb") or 0) for r in runs),
                "best_epoch_mean": _mean(r.get("best_epoch") for r in runs),
-               "delta_seed_std": None, "delta_interval": None, "delta_per_seed": None}
+               "delta_seed_std": None, "delta_interval": None, "delta_per_seed": None, "reference": reference}
         ref_runs = _reference_runs(groups, reference, dataset, variant) if reference else None
         if ref_runs and model != reference:
-            row.update(_paired(out_dir, dataset, runs, ref_runs, num_boot))
+            row.update(_paired(out_dir, test_labels, dataset, runs, ref_runs, num_boot))
         rows.append(row)
     return rows
 
@@ -100,12 +109,12 @@ def _reference_runs(groups: "OrderedDict[tuple, List[dict]]", reference: str, da
     return others[0] if len(others) == 1 else None
 
 
-def _paired(out_dir: str, dataset: str, runs: List[dict], ref_runs: List[dict], num_boot: int) -> dict:
+def _paired(out_dir: str, test_labels, dataset: str, runs: List[dict], ref_runs: List[dict], num_boot: int) -> dict:
     by_seed = {r["seed"]: r for r in ref_runs}
     pairs = [(r, by_seed[r["seed"]]) for r in runs if r["seed"] in by_seed]
     if not pairs:
         return {}
-    y = np.load(labels_path(out_dir, dataset))
+    y = test_labels(dataset)
     load = lambda r: np.load(os.path.join(out_dir, r["predictions"]))
     res = paired_auc_difference(y, [load(a) for a, _ in pairs], [load(b) for _, b in pairs], num_boot=num_boot)
     return {"delta_auc": res["delta"], "delta_low": res["low"], "delta_high": res["high"],
@@ -147,10 +156,20 @@ def markdown_table(rows: List[dict], reference: Optional[str]) -> str:
     return "\n".join(lines) + "\n" + note
 
 
-def write_summary(out_dir: str, reference: Optional[str] = None, num_boot: int = 1000) -> List[dict]:
+def summary_reference(out_dir: str) -> Optional[str]:
+    """The reference model the existing ``summary.json`` of ``out_dir`` was made against (None if it does not say)."""
+    path = os.path.join(out_dir, "summary.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as fd:
+        return next((r["reference"] for r in json.load(fd) if r.get("reference")), None)
+
+
+def write_summary(out_dir: str, reference: Optional[str] = None, num_boot: int = 1000,
+                  roots: Optional[DataRoots] = None) -> List[dict]:
     """Write summary.csv/json/md and the AUC-vs-FLOPs figure; return the rows."""
     from .figures import auc_vs_flops
-    rows = summarize(out_dir, reference, num_boot)
+    rows = summarize(out_dir, reference, num_boot, roots)
     _atomic_text(os.path.join(out_dir, "summary.json"), json.dumps(rows, indent=2))
     _atomic_text(os.path.join(out_dir, "summary.md"), markdown_table(rows, reference))
     tmp = os.path.join(out_dir, f"summary.csv.tmp{os.getpid()}")
