@@ -6,11 +6,12 @@ their files. One real tiny bench (2 runs on the demo data) is shared by the modu
 import json
 import os
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
 
-from conftest import CONFIG
+from conftest import CONFIG, REPO
 from fuxictr_deres import runner
 from fuxictr_deres.bench.harness import labels_path, plan, run_bench
 from fuxictr_deres.bench.store import LABELS_HASH, labels_sha256
@@ -131,3 +132,13 @@ def test_reuse_of_a_cloned_store_without_labels(trained_store, demo_data_root, t
     assert np.array_equal(np.load(labels_path(sweep, "demo")), np.load(labels_path(trained_store, "demo")))
     with open(os.path.join(sweep, "results.jsonl")) as fd:
         assert not MACHINE_PATH.search(fd.read())
+
+
+def test_git_ignores_what_a_store_never_commits():
+    def ignored(path):
+        return subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=REPO).returncode == 0
+    for path in ("predictions/frappe.labels.npy", "checkpoints/0123/frappe/m.model", "logs/0123.log",
+                 "locks/0123.lock", "results.csv"):
+        assert ignored(f"docs/results/some_store/{path}"), path
+    for path in ("predictions/0123.npy", "results.jsonl", "summary.json", "summary.md", "auc_vs_flops.png"):
+        assert not ignored(f"docs/results/some_store/{path}"), path
