@@ -102,6 +102,7 @@ def check_labels(y: np.ndarray, records: List[dict], where: str) -> None:
 
 
 def dataset_records(out_dir: str, dataset_id: str) -> List[dict]:
+    """The bench records of ``dataset_id`` in store ``out_dir``."""
     return [r for r in read_records(out_dir) if "bench_key" in r and r.get("dataset_id") == dataset_id]
 
 
