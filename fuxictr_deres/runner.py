@@ -98,10 +98,11 @@ def log_to_run_dir(params: dict, run_dir: str) -> str:
 
 
 def latest_checkpoint(model_root: str, expid: str) -> Optional[str]:
-    """The checkpoint of the last finished run of ``expid`` recorded in ``<model_root>/results.jsonl``."""
+    """The checkpoint of the last finished run of ``expid`` recorded in ``<model_root>/results.jsonl`` (a path
+    relative to ``model_root``, as a bench results store writes it, is taken from there)."""
     from .results import read_records
     runs = [r for r in read_records(model_root) if r.get("expid") == expid and r.get("checkpoint")]
-    return runs[-1]["checkpoint"] if runs else None
+    return os.path.join(model_root, runs[-1]["checkpoint"]) if runs else None
 
 
 def check_gpu(gpu: int) -> None:

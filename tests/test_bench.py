@@ -40,6 +40,44 @@ def test_paired_bootstrap_interval():
     assert same["delta"] == 0 and same["low"] == 0 and same["high"] == 0
     res = paired_auc_difference(y, strong, weak, num_boot=200)
     assert res["low"] < res["delta"] < res["high"] and res["low"] > 0 and res["num_pairs"] == 2
+    assert res["interval"] == "seeds+rows"
+
+
+def _seed_runs(y, noise, skills):
+    """One run per seed s: score skill_s * y + a fixed row-level noise draw of that seed."""
+    return [skill * y + e for skill, e in zip(skills, noise)]
+
+
+def test_hierarchical_interval_widens_with_seed_variance_at_fixed_row_noise():
+    """Same test rows and row-level noise, the same mean skill gap; only the seed-to-seed spread of model A's skill
+    differs. Rows-only resampling would hardly see it; the seeds+rows interval must widen."""
+    rng = np.random.default_rng(3)
+    n, seeds = 2000, 5
+    y = rng.integers(0, 2, n).astype(np.float64)
+    noise_a, noise_b = rng.normal(0, 1, (seeds, n)), rng.normal(0, 1, (seeds, n))
+    ref = _seed_runs(y, noise_b, [1.0] * seeds)
+    steady = paired_auc_difference(y, _seed_runs(y, noise_a, [1.3] * seeds), ref, num_boot=300)
+    spread = paired_auc_difference(y, _seed_runs(y, noise_a, [0.8, 1.05, 1.3, 1.55, 1.8]), ref, num_boot=300)
+    assert spread["seed_std"] > 3 * steady["seed_std"]
+    assert spread["high"] - spread["low"] > 2 * (steady["high"] - steady["low"])
+    assert spread["low"] < spread["delta"] < spread["high"]
+
+
+def test_paired_difference_point_estimate_is_exact_and_the_interval_deterministic():
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, 500)
+    a = [y + rng.normal(0, 1, 500) for _ in range(3)]
+    b = [y + rng.normal(0, 1.3, 500) for _ in range(3)]
+    per_seed = [roc_auc_score(y, pa) - roc_auc_score(y, pb) for pa, pb in zip(a, b)]
+    res = paired_auc_difference(y, a, b, num_boot=100, seed=7)
+    assert res["delta"] == pytest.approx(np.mean(per_seed), abs=1e-12)
+    assert res["per_seed"] == pytest.approx(per_seed, abs=1e-12)
+    assert res["seed_std"] == pytest.approx(np.std(per_seed, ddof=1), abs=1e-12)
+    assert paired_auc_difference(y, a, b, num_boot=100, seed=7) == res
+    assert paired_auc_difference(y, a, b, num_boot=100, seed=8)["low"] != res["low"]
+
+    one = paired_auc_difference(y, a[:1], b[:1], num_boot=100)         # one pair: the seed level degenerates
+    assert one["interval"] == "rows" and np.isnan(one["seed_std"]) and one["low"] < one["delta"] < one["high"]
 
 
 class FakeData:
@@ -88,9 +126,18 @@ def test_resume_predictions_and_summary(tmp_path, monkeypatch):
     rows = write_summary(out, "DeRes", num_boot=50)
     onetrans = next(r for r in rows if r["model"] == "OneTrans")
     assert onetrans["paired_seeds"] == 2 and onetrans["delta_high"] < 0
+    assert onetrans["delta_interval"] == "seeds+rows" and onetrans["delta_seed_std"] >= 0
+    assert [s.split(":")[0] for s in onetrans["delta_per_seed"].split(",")] == ["1", "2"]
     for name in ("summary.csv", "summary.json", "summary.md", "auc_vs_flops.png"):
         assert os.path.getsize(os.path.join(out, name)) > 0
-    assert "dAUC vs DeRes" in open(os.path.join(out, "summary.md")).read()
+    table = open(os.path.join(out, "summary.md")).read()
+    assert "dAUC vs DeRes" in table and "seeds+rows bootstrap" in table and "(2 seeds)" in table
+    header = open(os.path.join(out, "summary.csv")).readline().strip().split(",")
+    assert header[:19] == ["model", "dataset", "variant", "num_seeds", "seeds", "auc_mean", "auc_std", "logloss_mean",
+                           "logloss_std", "delta_auc", "delta_low", "delta_high", "paired_seeds", "num_params",
+                           "flops_per_sample", "train_samples_per_s", "infer_samples_per_s", "peak_memory_mb",
+                           "best_epoch_mean"]                          # the columns before issue 14, unchanged
+    assert {"delta_seed_std", "delta_interval", "delta_per_seed", "reference"} <= set(header)
     assert json.load(open(os.path.join(out, "summary.json")))[0]["num_seeds"] == 2
 
 

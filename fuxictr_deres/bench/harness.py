@@ -8,7 +8,8 @@ simply redone. Parallel workers on one ``--out`` share the plan: each run key is
 ``flock`` of ``<out>/locks/<key>.lock``; a worker finding a key locked goes on to the next and comes back for it at
 the end, by when its record is normally there. Test predictions go to ``<out>/predictions/<key>.npy`` (temp + rename)
 BEFORE the record, so a record always has its predictions; the test labels once per dataset to
-``<out>/predictions/<dataset_id>.labels.npy``.
+``<out>/predictions/<dataset_id>.labels.npy``, their sha256 into each record. Records name their files relative to
+``<out>`` and no data root (store.py), so the folder can be committed and resumed in another clone.
 
 Reuse: a run of another results folder (``reuse``) whose resolved training config is identical to a planned run's
 (everything but where its files go) is copied in under the planned run's key instead of being trained again, e.g. the
@@ -31,8 +32,9 @@ import numpy as np
 from ..config import apply_overrides, load_expid
 from ..errors import ConfigError
 from ..results import RESULTS_JSONL, jsonable, read_records, write_result
+from .store import (LABELS_HASH, PREDICTIONS, absolute_record, check_labels, ensure_labels, labels_path,
+                    labels_sha256, portable_record, read_test_labels, save_array, store_labels)
 
-PREDICTIONS = "predictions"
 LOCKS = "locks"
 # config keys that say where a run's files come from or go, or how much it logs, not what it trains
 PLACE_KEYS = ("model_root", "verbose", "data_loader", "data_root", "prepared_root", "config_dir")
@@ -117,31 +119,8 @@ def run_lock(out_dir: str, key: str, wait: bool):
         os.close(fd)
 
 
-def save_array(path: str, values: np.ndarray) -> None:
-    """np.save through a temporary file and a rename, so a killed run never leaves a partial file."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}.npy"
-    np.save(tmp, values)
-    os.replace(tmp, path)
-
-
 def prediction_path(out_dir: str, key: str) -> str:
     return os.path.join(out_dir, PREDICTIONS, f"{key}.npy")
-
-
-def labels_path(out_dir: str, dataset_id: str) -> str:
-    return os.path.join(out_dir, PREDICTIONS, f"{dataset_id}.labels.npy")
-
-
-def _store_labels(out_dir: str, dataset_id: str, y: np.ndarray) -> None:
-    path = labels_path(out_dir, dataset_id)
-    if os.path.exists(path):
-        old = np.load(path)
-        if old.shape != y.shape or not np.array_equal(old, y):
-            raise ValueError(f"{path}: the test labels of this run differ from the stored ones (a different split "
-                             f"or row order); paired comparisons need one test set per dataset id")
-        return
-    save_array(path, y)
 
 
 def training_identity(config: dict) -> str:
@@ -162,15 +141,28 @@ def reusable_runs(folders: Sequence[str]) -> Dict[str, Tuple[str, dict]]:
     return found
 
 
-def copy_run(source: str, record: dict, spec: RunSpec, key: str, out_dir: str, command: str) -> dict:
+def copy_run(source: str, record: dict, spec: RunSpec, key: str, out_dir: str, command: str,
+             params: Optional[dict] = None) -> dict:
     """Append ``record`` of folder ``source`` to ``out_dir`` as the run ``spec`` (key ``key``), with its test
-    predictions."""
+    predictions. The test labels come from ``source``, else from ``out_dir``, else from the dataset of ``params``
+    (a cloned store has none), checked against the record's hash."""
     dataset_id = record["dataset_id"]
-    _store_labels(out_dir, dataset_id, np.load(labels_path(source, dataset_id)))
+    if os.path.exists(labels_path(source, dataset_id)) or params is None:
+        y = ensure_labels(source, dataset_id)
+    elif os.path.exists(labels_path(out_dir, dataset_id)):
+        y = np.load(labels_path(out_dir, dataset_id))
+    else:
+        y = read_test_labels(params)
+    check_labels(y, [record], f"the test labels for run {record['bench_key']} of {source}")
+    store_labels(out_dir, dataset_id, y)
     save_array(prediction_path(out_dir, key), np.load(os.path.join(source, record["predictions"])))
-    copied = dict(record, bench_key=key, bench_model=spec.model, bench_variant=spec.variant,
-                  overrides=spec.overrides, copied_from=f"{os.path.abspath(source)}:{record['bench_key']}",
-                  predictions=os.path.relpath(prediction_path(out_dir, key), out_dir))
+    copied = dict(absolute_record(record, source), bench_key=key, bench_model=spec.model,
+                  bench_variant=spec.variant, overrides=spec.overrides,
+                  predictions=os.path.relpath(prediction_path(out_dir, key), out_dir),
+                  copied_from=f"{os.path.relpath(os.path.abspath(source), os.path.abspath(out_dir))}:"
+                              f"{record['bench_key']}")
+    copied[LABELS_HASH] = labels_sha256(y)
+    copied = portable_record(copied, out_dir)
     write_result(out_dir, copied, command)
     return copied
 
@@ -283,7 +275,7 @@ def run_bench(config_dir: str, specs: List[RunSpec], out_dir: str, data_root: Op
             return None
         source = reusable.get(training_identity(params))
         if source is not None:
-            return copy_run(*source, spec, key, out_dir, command)
+            return copy_run(*source, spec, key, out_dir, command, params)
         log_path = os.path.join(out_dir, "logs", f"{key}.log")
         _log_to_file(log_path)
         if params["dataset_id"] != data_id:
@@ -303,11 +295,13 @@ def run_bench(config_dir: str, specs: List[RunSpec], out_dir: str, data_root: Op
         if last is None:
             raise RuntimeError(f"expid {spec.expid} seed {spec.seed}: no test predictions were seen")
         y_true, y_pred = last
-        _store_labels(out_dir, params["dataset_id"], y_true)
+        store_labels(out_dir, params["dataset_id"], y_true)
         save_array(prediction_path(out_dir, key), y_pred)
         record.update(bench_key=key, bench_model=spec.model, bench_variant=spec.variant,
                       overrides=spec.overrides, flops_per_sample=flops_cache[cache_key],
                       predictions=os.path.relpath(prediction_path(out_dir, key), out_dir))
+        record[LABELS_HASH] = labels_sha256(y_true)
+        record = portable_record(record, out_dir)
         write_result(out_dir, record, command)
         return record
 

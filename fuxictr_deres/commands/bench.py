@@ -1,5 +1,6 @@
 """``fuxictr-deres bench``: models x datasets x seeds through the runner, resumable, with a summary (mean +- std,
-paired bootstrap AUC difference to a reference, params, FLOPs, speed, memory) as CSV, JSON, Markdown and a figure."""
+seed-paired AUC difference to a reference with a seeds+rows bootstrap interval, params, FLOPs, speed, memory) as
+CSV, JSON, Markdown and a figure."""
 
 import argparse
 
@@ -13,7 +14,8 @@ def _list(text: str):
 
 def execute(args: argparse.Namespace) -> int:
     from ..bench.harness import added_text, plan, run_bench
-    from ..bench.summary import write_summary
+    from ..bench.store import DataRoots
+    from ..bench.summary import summary_reference, write_summary
     from ..config import parse_overrides
     if not args.summary_only:
         if not (args.config and args.models and args.datasets):
@@ -25,7 +27,10 @@ def execute(args: argparse.Namespace) -> int:
                           prepared_root=args.prepared_root)
         print(f"{added_text(added)}, {len(specs) - len(added)} already in {args.out}/results.jsonl "
               f"(or trained by another worker on this folder)")
-    rows = write_summary(args.out, args.reference, args.bootstrap)
+    # a regenerated summary keeps the reference it was made against, unless --reference names another
+    reference = args.reference or summary_reference(args.out) or "OneTrans"
+    rows = write_summary(args.out, reference, args.bootstrap,
+                         DataRoots(args.config, args.data_root, args.prepared_root))
     with open(f"{args.out}/summary.md") as fd:
         print(fd.read(), end="")
     print(f"wrote {args.out}/summary.csv, summary.json, summary.md" + (", auc_vs_flops.png" if rows else ""))
@@ -38,8 +43,9 @@ def register(subparsers) -> None:
     parser.add_argument("--models", help="comma-separated model names: expids are <Model>_<dataset>")
     parser.add_argument("--datasets", help="comma-separated dataset ids, e.g. frappe,criteo")
     parser.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (default 1,2,3)")
-    parser.add_argument("--reference", default="OneTrans",
-                        help="model the paired AUC differences are taken against (default OneTrans)")
+    parser.add_argument("--reference", default=None,
+                        help="model the paired AUC differences are taken against (default: the one of the folder's "
+                             "summary.json, else OneTrans)")
     parser.add_argument("--out", required=True, help="output folder: results.jsonl, predictions/, summary.*")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="override a parameter of every run (value read as YAML), e.g. --set epochs=1")
@@ -53,6 +59,8 @@ def register(subparsers) -> None:
                         help="train each run data-parallel on N processes (torch DDP; batch_size is the global "
                              "batch; default 1: in this process)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap replicates (default 1000)")
-    parser.add_argument("--summary-only", action="store_true", help="only (re)write the summary of --out")
+    parser.add_argument("--summary-only", action="store_true",
+                        help="only (re)write the summary of --out (a cloned results store: with --config and "
+                             "--data_root/--prepared_root, its test labels are rebuilt from the dataset)")
     parser.add_argument("--verbose", action="store_true", help="FuxiCTR's per-batch progress bars in the log")
     parser.set_defaults(func=execute)

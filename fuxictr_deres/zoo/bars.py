@@ -59,14 +59,16 @@ def record_log(results_dir: str, record: dict) -> Optional[str]:
     candidates = []
     if record.get("bench_key"):
         candidates.append(os.path.join(results_dir, "logs", f"{record['bench_key']}.log"))
+    # paths relative to the store (a bench store's records) are taken from there; absolute ones stay
     if record.get("copied_from"):                       # bench --reuse: the log stayed in the source folder
         folder, _, key = record["copied_from"].rpartition(":")
-        candidates.append(os.path.join(folder, "logs", f"{key}.log"))
+        candidates.append(os.path.join(results_dir, folder, "logs", f"{key}.log"))
     if record.get("run_dir"):                            # run/run_expid.py: one directory per run
-        candidates.append(os.path.join(record["run_dir"], f"{record['expid']}.log"))
+        candidates.append(os.path.join(results_dir, record["run_dir"], f"{record['expid']}.log"))
     config = record.get("config") or {}
     if config.get("model_root"):
-        candidates.append(os.path.join(config["model_root"], record["dataset_id"], f"{record['expid']}.log"))
+        candidates.append(os.path.join(results_dir, config["model_root"], record["dataset_id"],
+                                       f"{record['expid']}.log"))
     return next((c for c in candidates if os.path.isfile(c)), None)
 
 
