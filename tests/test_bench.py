@@ -169,6 +169,21 @@ def test_backbone_at_its_own_structure_is_paired_with_the_only_reference_variant
     assert lone["delta_auc"] is None and lone["paired_seeds"] == 0
 
 
+def test_an_ablation_of_the_reference_is_paired_with_the_reference_without_overrides(tmp_path, monkeypatch):
+    """``bench --models OneTrans --set X`` next to ``bench --models OneTrans``: the variant's dAUC is what X
+    changed (the fake trainer's predictions depend on model and seed only, so the difference is exactly 0)."""
+    monkeypatch.setattr(runner, "load_data", lambda params: FakeData())
+    monkeypatch.setattr(runner, "train_and_evaluate", fake_trainer())
+    out = str(tmp_path / "bench")
+    run_bench(CONFIG, plan(["OneTrans"], ["demo"], [1, 2]), out, progress=False)
+    run_bench(CONFIG, plan(["OneTrans"], ["demo"], [1, 2], {"d_model": 8}), out, progress=False)
+    rows = write_summary(out, "OneTrans", num_boot=20)
+    base = next(r for r in rows if r["variant"] == "{}")
+    ablation = next(r for r in rows if r["variant"] != "{}")
+    assert base["delta_auc"] is None and base["paired_seeds"] == 0
+    assert ablation["paired_seeds"] == 2 and ablation["delta_auc"] == 0.0
+
+
 def test_reuse_copies_runs_of_an_identical_training_config_and_trains_the_rest(tmp_path, monkeypatch, capsys):
     """A table run at the expid's own learning rate is the sweep's run with that rate spelled out: it is copied
     (same predictions, source named), not trained; a seed the table lacks is trained."""

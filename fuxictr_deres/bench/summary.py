@@ -90,18 +90,23 @@ def summarize(out_dir: str, reference: Optional[str] = None, num_boot: int = 100
                "peak_memory_mb": max((r.get("peak_memory_mb") or 0) for r in runs),
                "best_epoch_mean": _mean(r.get("best_epoch") for r in runs),
                "delta_seed_std": None, "delta_interval": None, "delta_per_seed": None, "reference": reference}
-        ref_runs = _reference_runs(groups, reference, dataset, variant) if reference else None
-        if ref_runs and model != reference:
+        ref_runs = _reference_runs(groups, reference, dataset, variant, model) if reference else None
+        if ref_runs and ref_runs is not runs:
             row.update(_paired(out_dir, test_labels, dataset, runs, ref_runs, num_boot))
         rows.append(row)
     return rows
 
 
 def _reference_runs(groups: "OrderedDict[tuple, List[dict]]", reference: str, dataset: str,
-                    variant: str) -> Optional[List[dict]]:
+                    variant: str, model: Optional[str] = None) -> Optional[List[dict]]:
     """The reference's runs under the same overrides; failing that, its only variant on the dataset. A backbone
     run at its own published structure (other overrides) is still paired on the same test rows, which is what the
-    bootstrap needs; with several reference variants the choice would be ambiguous, so there is none."""
+    bootstrap needs; with several reference variants the choice would be ambiguous, so there is none.
+
+    A variant of the reference itself (an ablation: ``bench --models OneTrans --set readout=mean``) is paired with
+    the reference's runs without overrides, so its dAUC is what the override changed."""
+    if model == reference and variant != "{}" and (reference, dataset, "{}") in groups:
+        return groups[(reference, dataset, "{}")]
     same = groups.get((reference, dataset, variant))
     if same:
         return same
