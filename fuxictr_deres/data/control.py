@@ -7,7 +7,7 @@ Label model (logit of the click probability; ``b`` solved for a 25% click rate):
 
     z = b + sum_{f in C1,C2,C3} e_f[c_f]                     (1) first order, strong: e_f ~ N(0, 1)
           + GAMMA * e_8[c_8] * phi(I3)                        (2) an interest that goes stale
-          + KAPPA * s_4[c_4] * s_5[c_5] * s_17[c_17]          (3) third-order parity, s = +-1, E[s] ~ 0
+          + KAPPA * s_4[c_4] * s_5[c_5] * s_17[c_17]          (3) third-order parity, random signs s = +-1
     phi = +1 if bucket(I3) <= m (fresh), -RHO otherwise (stale)
 
 ``bucket`` is the log-squared bucket of FuxiCTR's Criteo processor (x > 2: floor(ln(x)^2), else int(x); missing
@@ -27,7 +27,11 @@ y_L = X0 + sum_u o_u, head = MLP(flatten(RMSNorm(y_L)))):
   ``alpha_j = SiLU(tau <w, RMSNorm(b_j)>)``, a function of the block's own content per token, so it computes
   ``SiLU(tau w.k(X0_t)) * X0_t``: X0 gated by its own (freshness) content, with weights down to -0.28, i.e. a
   per-row, per-token forgetting of the stale interest at every unit and at the final read.
-* (3) needs depth, so the stack does real work and its outputs do accumulate (what makes (1) bite).
+* (3) needs depth, so the stack does real work and its outputs do accumulate (what makes (1) bite). The signs
+  are random, so under the power-law value distributions E[s] != 0 and the parity leaks into its pairs
+  (E[s4 s5 s17 | s4, s5] = s4 s5 E[s17]): a lower-order path that makes it learnable. With balanced signs
+  (E[s] ~ 0, a pure third-order term; tried on one seed) neither DeRes nor OneTrans learnt it within the schedule
+  (test AUC 0.807 / 0.809 against 0.820 for the true logit without it), so it was only label noise.
 
 Where the argument is weak: nothing here is beyond Pre-Norm's reach. The head MLP can undo a per-sample scale and
 build the product in (2), and the units can learn to keep their outputs small; RMSNorm(y_L) loses no information
@@ -54,19 +58,6 @@ def criteo_bucket(counts: np.ndarray, missing: np.ndarray) -> np.ndarray:
     return np.where(x > 2, np.floor(np.log(np.maximum(x, 1.0)) ** 2), np.trunc(x)).astype(np.int64)
 
 
-def _balanced_signs(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """+-1 per value with E[s] ~ 0 under the value distribution ``probs`` (greedy: heaviest value first, each to the
-    lighter side; random orientation). Unbalanced signs would leak the parity into every pair: E[s4 s5 s17 | s4,
-    s5] = s4 s5 E[s17], a second-order term."""
-    signs = np.zeros(len(probs))
-    mass = {1.0: 0.0, -1.0: 0.0}
-    for i in np.argsort(-probs, kind="stable"):
-        side = 1.0 if mass[1.0] <= mass[-1.0] else -1.0
-        signs[i] = side
-        mass[side] += probs[i]
-    return signs * rng.choice([-1.0, 1.0])
-
-
 class ControlRowModel(CriteoRowModel):
     """The demo rows with the control label model of the module docstring."""
 
@@ -76,8 +67,7 @@ class ControlRowModel(CriteoRowModel):
         card = {name: _CARDINALITY[SPARSE_COLS.index(name)] for name in FIRST_ORDER + (INTEREST,) + PARITY}
         self.first_order = {name: rng.normal(0.0, 1.0, card[name]) for name in FIRST_ORDER}
         self.interest = rng.normal(0.0, 1.0, card[INTEREST])
-        self.signs = {name: _balanced_signs(np.diff(self.sparse[SPARSE_COLS.index(name)][0], prepend=0.0), rng)
-                      for name in PARITY}
+        self.signs = {name: rng.choice([-1.0, 1.0], card[name]) for name in PARITY}
         # median freshness bucket, from a side stream (chunk streams use indices 1, 2, ...)
         side = np.random.default_rng([self.seed, self.SALT, 1 << 30])
         j = DENSE_COLS.index(FRESHNESS)
