@@ -8,7 +8,7 @@ import pytest
 from conftest import CONFIG, TINY
 from fuxictr_deres.config import load_expid
 from fuxictr_deres.data.control import (FIRST_ORDER, INTEREST, PARITY, ControlRowModel, iter_control_chunks,
-                                        write_criteo_control)
+                                        true_logits, write_criteo_control)
 from fuxictr_deres.data.demo import CRITEO_COLUMNS, SPARSE_COLS, generate_criteo_frame, write_criteo_demo
 
 CONTROL_EXPIDS = ("DeRes_control", "OneTrans_control", "AttnResBlock_control")
@@ -74,6 +74,14 @@ def test_the_interest_reverses_when_stale_and_the_parity_needs_all_three_fields(
         product = signs[pair[0]] * signs[pair[1]]
         assert abs(label[product > 0].mean() - label[product < 0].mean()) < 0.75 * gap
     assert gap > 0.1
+
+
+def test_true_logits_are_the_rows_bayes_score(rows):
+    from sklearn.metrics import roc_auc_score
+    _, frame = rows
+    z, label = true_logits(30000, 2026), frame["label"].to_numpy()
+    assert abs((1 / (1 + np.exp(-z))).mean() - label.mean()) < 0.01
+    assert roc_auc_score(label, z) > 0.84                        # the planted terms explain the labels
 
 
 def test_control_expids_differ_only_by_the_residual_rule(tmp_path):

@@ -42,8 +42,8 @@ from typing import Optional
 
 import numpy as np
 
-from .demo import (DENSE_COLS, SPARSE_COLS, _CARDINALITY, _DENSE_MISSING, CriteoRowModel, iter_criteo_chunks,
-                   write_criteo_demo)
+from .demo import (CHUNK_ROWS, DENSE_COLS, SPARSE_COLS, _CARDINALITY, _DENSE_MISSING, CriteoRowModel,
+                   iter_criteo_chunks, write_criteo_demo)
 
 FIRST_ORDER = ("C1", "C2", "C3")
 INTEREST, FRESHNESS = "C8", "I3"
@@ -102,3 +102,14 @@ def iter_control_chunks(rows: int, seed: int, chunk_rows: Optional[int] = None):
     """Yield the control rows as DataFrames (see ``demo.iter_criteo_chunks``)."""
     kwargs = {} if chunk_rows is None else {"chunk_rows": chunk_rows}
     return iter_criteo_chunks(rows, seed, model_cls=ControlRowModel, **kwargs)
+
+
+def true_logits(rows: int, seed: int) -> np.ndarray:
+    """The planted logit z of every row ``write_criteo_control(path, rows, seed)`` writes, in file order: the Bayes
+    score, whose AUC on a split is the most any model can reach there."""
+    model = ControlRowModel(seed)
+    parts = []
+    for index, start in enumerate(range(0, rows, CHUNK_ROWS)):
+        rng = np.random.default_rng([model.seed, model.SALT, index + 1])      # the stream of ``chunk(index)``
+        parts.append(model.draw(rng, min(CHUNK_ROWS, rows - start))[1])
+    return np.concatenate(parts)
