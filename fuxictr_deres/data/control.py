@@ -25,8 +25,10 @@ y_L = X0 + sum_u o_u, head = MLP(flatten(RMSNorm(y_L)))):
   ones. The identity path adds X0 with weight 1 for every row (it cannot forget); an FFN or attention unit has to
   build the product and the raw e_8 stays in the stream. A DeRes read weights each block by
   ``alpha_j = SiLU(tau <w, RMSNorm(b_j)>)``, a function of the block's own content per token, so it computes
-  ``SiLU(tau w.k(X0_t)) * X0_t``: X0 gated by its own (freshness) content, with weights down to -0.28, i.e. a
-  per-row, per-token forgetting of the stale interest at every unit and at the final read.
+  ``SiLU(tau w.k(X0_t)) * X0_t``: X0 gated by its own (freshness) content (AutoSplit mixes every field into
+  every token), with weights down to -0.28, i.e. a per-row, per-token forgetting of the stale interest at every
+  unit and at the final read. X0's effective weight in dimension i is ``(g_i + (1 - g_i) alpha_0) / g0``, so the
+  per-dimension gate can confine the forgetting to the dimensions that carry e_8 (and reverse it where g_i -> 0).
 * (3) needs depth, so the stack does real work and its outputs do accumulate (what makes (1) bite). The signs
   are random, so under the power-law value distributions E[s] != 0 and the parity leaks into its pairs
   (E[s4 s5 s17 | s4, s5] = s4 s5 E[s17]): a lower-order path that makes it learnable. With balanced signs
