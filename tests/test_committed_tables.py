@@ -16,7 +16,7 @@ from conftest import CONFIG, REPO
 from fuxictr_deres.config import load_expid
 from fuxictr_deres.models import get_model_class
 
-TABLES = ["docs/results/converged_frappe", "docs/results/converged_movielens"]
+TABLES = ["docs/results/converged_frappe", "docs/results/converged_movielens", "docs/results/control"]
 LOOP_KEYS = ("model", "dataset_id", "seed", "batch_size", "epochs", "shuffle", "optimizer", "loss", "learning_rate",
              "embedding_dim", "feature_cols", "label_col", "min_categr_count", "feature_processor", "source",
              "early_stop_patience", "reduce_lr_on_plateau", "monitor", "monitor_mode", "eval_steps",

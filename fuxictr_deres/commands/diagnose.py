@@ -39,8 +39,8 @@ def execute(args: argparse.Namespace) -> int:
     traces, removals, mixings = {}, {}, {}
     for i, expid in enumerate(args.expid):
         params = expid_params(args.config, expid, overrides)
-        if args.data_root:
-            params["data_root"] = os.path.abspath(args.data_root)
+        if args.data_root:      # the prepared dataset is read from prepared_root (which load_expid already set)
+            params["data_root"] = params["prepared_root"] = os.path.abspath(args.data_root)
         real = load_expid(args.config, expid)
         path = checkpoints[i] if checkpoints else latest_checkpoint(real["model_root"], expid)
         if not path or not os.path.isfile(path):

@@ -59,11 +59,19 @@ CHUNK_ROWS = 1 << 20  # rows per generated chunk: fixed, so the file for (rows, 
 _CALIBRATION_ROWS = 100000
 
 
-class _Model(object):
-    """Everything drawn once per seed: value tables, field distributions, planted effects, the intercept."""
+class CriteoRowModel(object):
+    """Everything drawn once per seed: value tables, field distributions, planted effects, the intercept.
+
+    The row machinery (heavy-tailed counts, power-law hex categoricals, missing values, the intercept solved for
+    ``TARGET_CLICK_RATE``) is shared; a subclass plants another label model by overriding ``SALT`` (its own random
+    stream), ``plant(rng)`` (draw its effect tables) and ``signal(dense, sparse)`` (the logit, from ``intercept``).
+    This class plants the demo signal of the module docstring.
+    """
+
+    SALT = 20260  # second word of every seed: a fixed salt per generator
 
     def __init__(self, seed):
-        rng = np.random.default_rng([int(seed), 20260])  # second word: a fixed salt for this generator
+        rng = np.random.default_rng([int(seed), self.SALT])
         self.seed = int(seed)
         # heavy-tailed counts: floor(lognormal) with a field-specific scale
         self.dense = [(rng.uniform(0.0, 3.0), rng.uniform(0.8, 2.0)) for _ in DENSE_COLS]
@@ -71,16 +79,34 @@ class _Model(object):
         for k in _CARDINALITY:
             p = 1.0 / np.arange(1, k + 1, dtype=np.float64) ** rng.uniform(1.05, 1.4)
             self.sparse.append((np.cumsum(p / p.sum()), _hex_table(rng, k)))
+        self.plant(rng)
+        self.intercept = 0.0
+        _, logit = self.draw(np.random.default_rng([self.seed, self.SALT, 0]), _CALIBRATION_ROWS)
+        self.intercept = _solve_intercept(logit, TARGET_CLICK_RATE)
+
+    def plant(self, rng):
+        """Draw the planted effects (after the value tables, from the same stream)."""
         self.effects = {name: rng.normal(0.0, scale, _CARDINALITY[SPARSE_COLS.index(name)])
                         for name, scale in (("C1", 1.2), ("C2", 1.0), ("C3", 0.8))}
         self.s4 = rng.choice([-1.0, 1.0], _CARDINALITY[3])
         self.s5 = rng.choice([-1.0, 1.0], _CARDINALITY[4])
-        self.intercept = 0.0
-        _, logit = self.draw(np.random.default_rng([self.seed, 20260, 0]), _CALIBRATION_ROWS)
-        self.intercept = _solve_intercept(logit, TARGET_CLICK_RATE)
+
+    def signal(self, dense, sparse):
+        """The logit (``intercept`` + planted signal) of rows given as ``draw`` returns their columns."""
+        logit = np.full(len(dense["I1"][0]), self.intercept)
+        for name, effect in self.effects.items():
+            logit += effect[sparse[name][1]]
+        logit += 0.9 * self.s4[sparse["C4"][1]] * self.s5[sparse["C5"][1]]
+        i1, i1_missing = dense["I1"]
+        bucket = np.floor(np.log1p(np.maximum(i1, 0)) ** 2)
+        logit += np.where(~i1_missing & (bucket >= 2) & (bucket <= 6), 0.8, 0.0)
+        i5, i5_missing = dense["I5"]
+        logit += np.where(i5_missing, 0.0, 0.15 * (np.log1p(np.maximum(i5, 0)) - 2.0))
+        return logit
 
     def draw(self, rng, rows):
-        """(columns without the label, logit) for ``rows`` new rows."""
+        """(columns without the label, logit) for ``rows`` new rows: ``dense[name] = (counts, missing)``,
+        ``sparse[name] = (hex table, value ids, missing)``."""
         dense = {}
         for j, name in enumerate(DENSE_COLS):
             mu, sigma = self.dense[j]
@@ -93,21 +119,11 @@ class _Model(object):
             cdf, table = self.sparse[j]
             ids = np.minimum(np.searchsorted(cdf, rng.random(rows), side="right"), len(cdf) - 1)
             sparse[name] = (table, ids, rng.random(rows) < _SPARSE_MISSING[j])
-        # planted signal
-        logit = np.full(rows, self.intercept)
-        for name, effect in self.effects.items():
-            logit += effect[sparse[name][1]]
-        logit += 0.9 * self.s4[sparse["C4"][1]] * self.s5[sparse["C5"][1]]
-        i1, i1_missing = dense["I1"]
-        bucket = np.floor(np.log1p(np.maximum(i1, 0)) ** 2)
-        logit += np.where(~i1_missing & (bucket >= 2) & (bucket <= 6), 0.8, 0.0)
-        i5, i5_missing = dense["I5"]
-        logit += np.where(i5_missing, 0.0, 0.15 * (np.log1p(np.maximum(i5, 0)) - 2.0))
-        return (dense, sparse), logit
+        return (dense, sparse), self.signal(dense, sparse)
 
     def chunk(self, index, rows):
         """Chunk ``index`` (0-based) of ``rows`` rows as a DataFrame with columns ``CRITEO_COLUMNS``."""
-        rng = np.random.default_rng([self.seed, 20260, index + 1])
+        rng = np.random.default_rng([self.seed, self.SALT, index + 1])
         (dense, sparse), logit = self.draw(rng, rows)
         label = (rng.random(rows) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
         columns = [pl.Series("label", label)]
@@ -120,24 +136,24 @@ class _Model(object):
         return pl.DataFrame(columns)
 
 
-def iter_criteo_chunks(rows, seed, chunk_rows=CHUNK_ROWS):
+def iter_criteo_chunks(rows, seed, chunk_rows=CHUNK_ROWS, model_cls=CriteoRowModel):
     """Yield the synthetic rows as DataFrames of at most ``chunk_rows`` rows (memory: one chunk)."""
     if rows < 1:
         raise ValueError(f"rows must be >= 1, got {rows}")
-    model = _Model(seed)
+    model = model_cls(seed)
     for index, start in enumerate(range(0, rows, chunk_rows)):
         yield model.chunk(index, min(chunk_rows, rows - start))
 
 
-def generate_criteo_frame(rows, seed):
+def generate_criteo_frame(rows, seed, model_cls=CriteoRowModel):
     """Return the synthetic rows as one polars DataFrame with columns ``CRITEO_COLUMNS``.
 
     Integer counts are Int64 with nulls for missing values; categoricals are 8-hex-digit strings or null.
     """
-    return pl.concat(list(iter_criteo_chunks(rows, seed)))
+    return pl.concat(list(iter_criteo_chunks(rows, seed, model_cls=model_cls)))
 
 
-def write_criteo_demo(path, rows, seed, progress=False):
+def write_criteo_demo(path, rows, seed, progress=False, model_cls=CriteoRowModel):
     """Write ``rows`` synthetic rows in raw Criteo ``train.txt`` format to ``path`` and return ``path``.
 
     Streams chunk by chunk, so any row count fits in memory. A ``.gz`` suffix writes gzip (zero timestamp,
@@ -153,7 +169,7 @@ def write_criteo_demo(path, rows, seed, progress=False):
             fd = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) \
                 if path.endswith(".gz") else raw
             with tqdm(total=rows, unit="row", unit_scale=True, desc="generate", disable=not progress) as bar:
-                for df in iter_criteo_chunks(rows, seed):
+                for df in iter_criteo_chunks(rows, seed, model_cls=model_cls):
                     buf = io.BytesIO()
                     df.write_csv(buf, separator="\t", include_header=False, null_value="", quote_style="never")
                     fd.write(buf.getvalue())

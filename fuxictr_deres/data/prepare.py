@@ -25,7 +25,8 @@ import uuid
 
 from ..config import PREPARED_ROOT_ENV
 from . import raw_readers
-from .demo import write_criteo_demo
+from .control import ControlRowModel
+from .demo import CriteoRowModel, write_criteo_demo
 from .build import RAW_FORMATS
 from .build import build as build_folder
 from .splits import SPLITS
@@ -40,6 +41,8 @@ OUTPUTS_FILE = ".prepared-outputs.json"
 LEGACY_OUTPUTS = ("feature_map.json", "feature_processor.pkl", "feature_vocab.json", "train", "valid", "test",
                   PREPARED_FILE)
 _HASH_BLOCK = 8 << 20
+#: ``source.generate.generator``: the label model of a generated raw Criteo file (default ``demo``)
+GENERATORS = {"demo": CriteoRowModel, "control": ControlRowModel}
 
 
 class PreparedFolderConflictError(ValueError):
@@ -349,8 +352,13 @@ def ensure_dataset(params, force=False, skip_bad_rows=False, progress=False):
 
     generate = source.get("generate")
     if generate and source["format"] == "criteo_tsv" and raw_readers.resolve_input(expected["raw"]) is None:
-        logging.info("Writing the demo raw file %s", expected["raw"])
-        write_criteo_demo(expected["raw"], int(generate.get("rows", 100000)), int(generate.get("seed", 2026)))
+        generator = generate.get("generator", "demo")
+        if generator not in GENERATORS:
+            raise ValueError(f"dataset {dataset_id!r}: source.generate.generator={generator!r}; expected one of "
+                             f"{sorted(GENERATORS)}")
+        logging.info("Writing the generated (%s) raw file %s", generator, expected["raw"])
+        write_criteo_demo(expected["raw"], int(generate.get("rows", 100000)), int(generate.get("seed", 2026)),
+                          model_cls=GENERATORS[generator])
 
     inputs = {role: raw_readers.resolve_input(path) for role, path in expected.items()}
     done = read_prepared(final_dir)
