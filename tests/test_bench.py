@@ -182,6 +182,8 @@ def test_an_ablation_of_the_reference_is_paired_with_the_reference_without_overr
     ablation = next(r for r in rows if r["variant"] != "{}")
     assert base["delta_auc"] is None and base["paired_seeds"] == 0
     assert ablation["paired_seeds"] == 2 and ablation["delta_auc"] == 0.0
+    table = open(os.path.join(out, "summary.md")).read().splitlines()
+    assert "+0.0000 [+0.0000, +0.0000] (2 seeds)" in next(line for line in table if "d_model" in line)
 
 
 def test_reuse_copies_runs_of_an_identical_training_config_and_trains_the_rest(tmp_path, monkeypatch, capsys):

@@ -144,7 +144,7 @@ def markdown_table(rows: List[dict], reference: Optional[str]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         delta, spread = ("ref", "") if r["model"] == reference else ("n/a", "n/a")
-        if r["model"] != reference and r["delta_auc"] is not None:
+        if r["delta_auc"] is not None:                  # other models, and the reference's own variants
             covers = "1 seed: rows only" if r["delta_interval"] == INTERVAL_ROWS else f"{r['paired_seeds']} seeds"
             delta = f"{r['delta_auc']:+.4f} [{r['delta_low']:+.4f}, {r['delta_high']:+.4f}] ({covers})"
             spread = _cell(r.get("delta_seed_std"))
