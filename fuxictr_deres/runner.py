@@ -156,6 +156,17 @@ def peak_memory_mb(device: torch.device, scope: str = "process_rss_peak") -> flo
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0   # Linux reports KiB
 
 
+def routing_removal_on_test(model, test_gen) -> Optional[Dict[str, Any]]:
+    """Test AUC / logloss with the residual rule's routing removed against the trained model (diagnostics.py;
+    d_AUC > 0: the routing helps), the figure by which a routing rule is judged (issue 12); None for models
+    without a routing rule. Two more passes over the test split; single-process runs only (a DDP rank sees only
+    its shard)."""
+    from .diagnostics import routing_removal_effect
+    if getattr(getattr(model, "rule", None), "routing_removal", None) is None:
+        return None
+    return routing_removal_effect(model, lambda: test_gen)
+
+
 def train_and_evaluate(params: dict, data: ExperimentData, on_eval: Optional[EvalCallback] = None,
                        run_dir: Optional[str] = None) -> Dict[str, Any]:
     """Seed, build, fit with FuxiCTR's early stopping, evaluate on valid and test; return the run's record.
@@ -184,6 +195,7 @@ def train_and_evaluate(params: dict, data: ExperimentData, on_eval: Optional[Eva
     start = time.perf_counter()
     test = model.evaluate(test_gen)
     infer_seconds = time.perf_counter() - start
+    routing = routing_removal_on_test(model, test_gen) if ctx is None else None
     best = monitor.best_round or {}
     record = {
         "expid": params["model_id"], "model": params["model"], "dataset_id": params["dataset_id"],
@@ -197,6 +209,7 @@ def train_and_evaluate(params: dict, data: ExperimentData, on_eval: Optional[Eva
         "world_size": world_size,
         "peak_memory_mb": peak_memory_mb(model.device, memory_scope), "peak_memory_scope": memory_scope,
         "device": str(model.device),
+        "routing_removal_test": routing,
         "git_revision": git_revision(), "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "config": {k: v for k, v in params.items() if k != "data_loader"},
     }

@@ -103,6 +103,7 @@ def fake_trainer(fail_on=None):
         return {"expid": params["model_id"], "model": params["model"], "dataset_id": params["dataset_id"],
                 "seed": params["seed"], "valid": test, "test": test, "num_params": 10, "best_epoch": 1,
                 "train_samples_per_s": 100.0, "infer_samples_per_s": 200.0, "peak_memory_mb": 1.0,
+                "routing_removal_test": {"d_AUC": 0.001 * params["seed"]} if params["model"] == "DeRes" else None,
                 "config": dict(params)}
     return train_and_evaluate
 
@@ -139,6 +140,9 @@ def test_resume_predictions_and_summary(tmp_path, monkeypatch):
                            "best_epoch_mean"]                          # the columns before issue 14, unchanged
     assert {"delta_seed_std", "delta_interval", "delta_per_seed", "reference"} <= set(header)
     assert json.load(open(os.path.join(out, "summary.json")))[0]["num_seeds"] == 2
+    deres = next(r for r in rows if r["model"] == "DeRes")
+    assert deres["routing_d_auc"] == pytest.approx(0.0015) and onetrans["routing_d_auc"] != onetrans["routing_d_auc"]
+    assert "routing dAUC (test)" in table and "| +0.0015 |" in table
 
 
 def test_unknown_expid_fails_before_training(tmp_path):

@@ -45,6 +45,9 @@ def test_same_seed_gives_identical_metrics(data_root, tmp_path):
                       overrides=TINY, write=False) for i in range(2)]
     assert runs[0]["valid"] == runs[1]["valid"]
     assert runs[0]["test"] == runs[1]["test"]
+    routing = runs[0]["routing_removal_test"]         # dual DeRes: h = y when removed, on the test split
+    assert routing["removed"].startswith("gate fixed to 1") and routing["AUC"] == pytest.approx(runs[0]["test"]["AUC"])
+    assert routing["d_AUC"] == pytest.approx(routing["AUC"] - routing["AUC_removed"]) and routing["d_AUC"] != 0
     other = run_expid(CONFIG, "DeRes_demo", data_root=data_root, model_root=str(tmp_path / "r2"),
                       overrides=dict(TINY, seed=7), write=False)
     assert other["test"] != runs[0]["test"]

@@ -4,7 +4,9 @@
     the reference's runs under the same overrides, or its only variant there; seeds matched by seed): the mean of
     the per-seed differences d_s, their std (``delta_seed_std``) and a 95% interval from a two-level bootstrap over
     seeds, then test rows (bootstrap.py; ``delta_interval`` says what it covers: "seeds+rows", or "rows" when only
-    one seed is paired), params, analytic FLOPs/sample, train and inference samples/s, peak memory, best epoch;
+    one seed is paired), params, analytic FLOPs/sample, train and inference samples/s, peak memory, best epoch,
+    and for routing rules the mean test-AUC change of removing the routing (``routing_d_auc``: AUC as trained minus
+    AUC with the routing removed, over the seeds whose record has it; runner.routing_removal_on_test);
 
 written as ``summary.csv``, ``summary.json`` and ``summary.md`` (+ ``auc_vs_flops.png`` from figures.py).
 """
@@ -25,7 +27,7 @@ COLUMNS = ["model", "dataset", "variant", "num_seeds", "seeds", "auc_mean", "auc
            "logloss_std", "delta_auc", "delta_low", "delta_high", "paired_seeds", "num_params", "flops_per_sample",
            "train_samples_per_s", "infer_samples_per_s", "peak_memory_mb", "best_epoch_mean",
            # added with the hierarchical interval (issue 14): older readers ignore them
-           "delta_seed_std", "delta_interval", "delta_per_seed", "reference"]
+           "delta_seed_std", "delta_interval", "delta_per_seed", "reference", "routing_d_auc"]
 
 
 def bench_records(out_dir: str) -> List[dict]:
@@ -89,7 +91,8 @@ def summarize(out_dir: str, reference: Optional[str] = None, num_boot: int = 100
                "infer_samples_per_s": _mean(r.get("infer_samples_per_s") for r in runs),
                "peak_memory_mb": max((r.get("peak_memory_mb") or 0) for r in runs),
                "best_epoch_mean": _mean(r.get("best_epoch") for r in runs),
-               "delta_seed_std": None, "delta_interval": None, "delta_per_seed": None, "reference": reference}
+               "delta_seed_std": None, "delta_interval": None, "delta_per_seed": None, "reference": reference,
+               "routing_d_auc": _mean((r.get("routing_removal_test") or {}).get("d_AUC") for r in runs)}
         ref_runs = _reference_runs(groups, reference, dataset, variant, model) if reference else None
         if ref_runs and ref_runs is not runs:
             row.update(_paired(out_dir, test_labels, dataset, runs, ref_runs, num_boot))
@@ -140,7 +143,7 @@ def markdown_table(rows: List[dict], reference: Optional[str]) -> str:
     """The summary as a Markdown table, with a note on what the dAUC interval covers."""
     head = ["model", "dataset", "variant", "seeds", "test AUC", "test logloss",
             f"dAUC vs {reference}: mean of seed pairs [95% CI, seeds+rows bootstrap]", "dAUC std over seeds",
-            "params", "FLOPs/sample", "train samples/s", "infer samples/s", "peak MB", "best epoch"]
+            "params", "FLOPs/sample", "train samples/s", "infer samples/s", "peak MB", "best epoch", "routing dAUC (test)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         delta, spread = ("ref", "") if r["model"] == reference else ("n/a", "n/a")
@@ -154,10 +157,14 @@ def markdown_table(rows: List[dict], reference: Optional[str]) -> str:
             delta, spread, f"{r['num_params']:,}" if r["num_params"] else "n/a",
             f"{r['flops_per_sample']:,.0f}" if r["flops_per_sample"] else "n/a",
             _cell(r["train_samples_per_s"], 0), _cell(r["infer_samples_per_s"], 0),
-            _cell(r["peak_memory_mb"], 0), _cell(r["best_epoch_mean"], 1)]) + " |")
+            _cell(r["peak_memory_mb"], 0), _cell(r["best_epoch_mean"], 1),
+            "" if r["routing_d_auc"] != r["routing_d_auc"] else f"{r['routing_d_auc']:+.4f}"]) + " |")
     note = (f"\ndAUC: mean over seeds s of AUC(model, seed s) - AUC({reference}, seed s) on the same test rows; the "
             f"interval is a two-level bootstrap (seed pairs with replacement, then test rows), so it covers training "
             f"variance and test-set sampling; with 1 paired seed it covers test rows only.\n") if reference else ""
+    note += ("\nrouting dAUC (test): test AUC as trained minus test AUC with the residual rule's routing removed "
+             "(`diagnose` says what removal means per rule), mean over seeds; empty for models without routing "
+             "and for runs recorded before the figure existed.\n")
     return "\n".join(lines) + "\n" + note
 
 
