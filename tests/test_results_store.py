@@ -142,3 +142,44 @@ def test_git_ignores_what_a_store_never_commits():
         assert ignored(f"docs/results/some_store/{path}"), path
     for path in ("predictions/0123.npy", "results.jsonl", "summary.json", "summary.md", "auc_vs_flops.png"):
         assert not ignored(f"docs/results/some_store/{path}"), path
+
+
+def test_routing_removal_is_backfilled_for_a_run_recorded_without_it(trained_store, demo_data_root, tmp_path,
+                                                                     capsys):
+    """An older record (no routing_removal_test) gets it from its checkpoint, appended as a new record; the
+    checkpoint must reproduce the recorded test AUC; OneTrans (no routing) is left alone; a second pass adds
+    nothing."""
+    store = str(tmp_path / "store")
+    shutil.copytree(trained_store, store)
+    records = read_records(store)
+    deres = next(r for r in records if r["bench_model"] == "DeRes")
+    measured = deres["routing_removal_test"]
+    with open(os.path.join(store, "results.jsonl"), "w") as fd:
+        for r in records:
+            fd.write(json.dumps({k: v for k, v in r.items() if k != "routing_removal_test"}) + "\n")
+    argv = ["bench", "--summary-only", "--routing-removal", "--out", store, "--config", CONFIG,
+            "--data_root", demo_data_root]
+    assert main(argv) == 0
+    assert "DeRes_demo seed 1: routing d_AUC" in capsys.readouterr().out
+    after = read_records(store)
+    assert len(after) == len(records) + 1
+    assert after[-1]["routing_removal_test"]["d_AUC"] == pytest.approx(measured["d_AUC"], abs=1e-9)
+    summary = json.load(open(os.path.join(store, "summary.json")))
+    assert next(r for r in summary if r["model"] == "DeRes")["routing_d_auc"] == pytest.approx(measured["d_AUC"])
+    assert main(argv) == 0 and len(read_records(store)) == len(after)
+
+
+def test_routing_removal_backfill_refuses_a_checkpoint_of_another_run(trained_store, demo_data_root, tmp_path,
+                                                                      capsys):
+    store = str(tmp_path / "store")
+    shutil.copytree(trained_store, store)
+    records = read_records(store)
+    with open(os.path.join(store, "results.jsonl"), "w") as fd:
+        for r in records:
+            r = {k: v for k, v in r.items() if k != "routing_removal_test"}
+            r["test"] = dict(r["test"], AUC=0.5)
+            fd.write(json.dumps(r) + "\n")
+    code = main(["bench", "--summary-only", "--routing-removal", "--out", store, "--config", CONFIG,
+                 "--data_root", demo_data_root])
+    assert code != 0 and "DeRes_demo seed 1" in capsys.readouterr().err
+    assert len(read_records(store)) == len(records)                  # nothing appended

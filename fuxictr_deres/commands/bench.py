@@ -27,6 +27,10 @@ def execute(args: argparse.Namespace) -> int:
                           prepared_root=args.prepared_root)
         print(f"{added_text(added)}, {len(specs) - len(added)} already in {args.out}/results.jsonl "
               f"(or trained by another worker on this folder)")
+    if args.routing_removal:
+        from ..bench.routing import add_routing_removal
+        for line in add_routing_removal(args.out, DataRoots(args.config, args.data_root, args.prepared_root)):
+            print(line)
     # a regenerated summary keeps the reference it was made against, unless --reference names another
     reference = args.reference or summary_reference(args.out) or "OneTrans"
     rows = write_summary(args.out, reference, args.bootstrap,
@@ -62,5 +66,9 @@ def register(subparsers) -> None:
     parser.add_argument("--summary-only", action="store_true",
                         help="only (re)write the summary of --out (a cloned results store: with --config and "
                              "--data_root/--prepared_root, its test labels are rebuilt from the dataset)")
+    parser.add_argument("--routing-removal", action="store_true",
+                        help="first measure the test-AUC change of removing the routing for the runs of --out "
+                             "recorded without it (their checkpoints must be on this machine; needs --config and "
+                             "the data)")
     parser.add_argument("--verbose", action="store_true", help="FuxiCTR's per-batch progress bars in the log")
     parser.set_defaults(func=execute)
