@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .small_softmax import softmax_last_dim
+
 SCORE_FNS = ("silu", "sigmoid", "softmax")
 
 #: SiLU(z) = 1 and SiLU'(z) = 1 at z = 1.2785: the attention-only path starts as a copy of its sources' sum.
@@ -165,7 +167,7 @@ class BlockAttentionRead(nn.Module):
             elif self.score_fn == "sigmoid":
                 alpha = torch.sigmoid(z)
             else:
-                alpha = torch.softmax(z, dim=-1)
+                alpha = softmax_last_dim(z)
             values = list(closed) + ([] if partial is None else [partial])
             a = depth_weighted_sum(alpha, [v.float() for v in values])
         return a.to(closed[0].dtype), alpha

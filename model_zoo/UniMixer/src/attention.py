@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .small_softmax import softmax_last_dim
 from .token_linear import TokenLinear
 
 ATTENTION_IMPLS = ("auto", "explicit", "sdpa")
@@ -67,7 +68,7 @@ class TokenAttention(nn.Module):
                                    beta=0.0, alpha=dh ** -0.5)
             if mask is not None:
                 scores = scores.masked_fill(~mask, float("-inf"))
-            weights = torch.softmax(scores, dim=-1)
+            weights = softmax_last_dim(scores)
             if drop > 0:
                 weights = F.dropout(weights, drop)
             o = torch.bmm(weights, v)                                            # (B*H, nq, d_head)
