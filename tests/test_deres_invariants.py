@@ -249,3 +249,39 @@ def test_depth_weighted_sum_backward_is_exact_in_float64():
     assert torch.autograd.gradcheck(DepthWeightedSum.apply, (alpha, *sources))
     expected = torch.einsum("btm,mbtd->btd", alpha, torch.stack(sources))
     torch.testing.assert_close(DepthWeightedSum.apply(alpha, *sources), expected)
+
+
+@pytest.mark.parametrize("token_major", [False, True])
+@pytest.mark.parametrize("num_reads", [1, 3])
+def test_normalised_score_is_the_rms_normalised_dot_product(token_major, num_reads):
+    from fuxictr_deres.residuals.block_attention import NormalisedScore
+    g = torch.Generator().manual_seed(num_reads)
+    x = torch.randn(4, 3, 6, dtype=torch.float64, generator=g)
+    if token_major:                                              # the backbone's (B, T, d) view of (T, B, d)
+        x = x.transpose(0, 1).contiguous().transpose(0, 1)
+    x.requires_grad_()
+    q = torch.randn(num_reads, 6, dtype=torch.float64, generator=g, requires_grad=True)
+    tau, eps = 0.7, 1e-6
+    assert torch.autograd.gradcheck(lambda x, q: NormalisedScore.apply(x, q, tau, eps), (x, q))
+    expected = tau * (x @ q.t()) * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+    torch.testing.assert_close(NormalisedScore.apply(x, q, tau, eps), expected)
+
+
+def test_normalised_score_is_scale_invariant_at_the_embedding_scale():
+    """At FuxiCTR's embedding scale (std 1e-4) eps dominates mean(x^2); the score must still be the formula's."""
+    from fuxictr_deres.residuals.block_attention import NormalisedScore
+    x = 1e-4 * torch.randn(64, 8, 32)
+    q = torch.randn(1, 32)
+    expected = (x @ q.t()) * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6)
+    torch.testing.assert_close(NormalisedScore.apply(x, q, 1.0, 1e-6), expected, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("gate_shape", [(), (6,), (3, 6), (4, 3, 6)])
+def test_gate_mix_is_the_scaled_lerp_with_exact_gradients(gate_shape):
+    from fuxictr_deres.residuals.gate import gate_mix
+    g = torch.Generator().manual_seed(len(gate_shape))
+    a, y = (torch.randn(4, 3, 6, dtype=torch.float64, generator=g, requires_grad=True) for _ in range(2))
+    gate = torch.rand(gate_shape, dtype=torch.float64, generator=g, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, y, gate: gate_mix(a, y, gate, 2.0), (a, y, gate))
+    torch.testing.assert_close(gate_mix(a, y, gate, 2.0), 2.0 * torch.lerp(a, y, gate))
+    assert gate_mix(a, y, torch.ones(()), 1.0).equal(y)          # gate 1: exactly the identity path

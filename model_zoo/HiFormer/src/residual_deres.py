@@ -33,7 +33,7 @@ from torch import nn
 
 from .residual_base import ResidualRule, keep_last_tokens
 from .residual_block_attention import SCORE_FNS, SILU_UNIT_POINT, BlockAttentionRead, DepthSources
-from .residual_gate import VectorGate
+from .residual_gate import VectorGate, gate_mix
 
 PATH_MODES = ("dual", "identity", "attn")
 IDENTITY_MODES = ("identity", "learnable")
@@ -133,9 +133,7 @@ class DeResResidual(ResidualRule):
             h, g = a, None
         else:
             g = self.gates[r](state.y).to(state.y.dtype)          # float32 parameters, bf16 states under autocast
-            h = torch.lerp(a, state.y, g)                                 # g * y + (1 - g) * a
-            if self.mix_scale != 1.0:
-                h = h * self.mix_scale
+            h = gate_mix(a, state.y, g, self.mix_scale)                  # mix_scale * (g * y + (1 - g) * a)
         if self.trace is not None:
             self._record(r, state, a, alpha, g, h)
         return h

@@ -57,3 +57,37 @@ class VectorGate(nn.Module):
             yn = y * torch.rsqrt(y.pow(2).mean(dim=-1, keepdim=True) + self.eps)
             theta = theta + (yn @ self.down) @ self.up
         return torch.sigmoid(theta)
+
+
+class GateMix(torch.autograd.Function):
+    """h = c * (g * y + (1 - g) * a) for states a, y (B, T, d) and a gate g broadcastable to them, with the
+    closed-form backward grad a = c (1 - g) grad h, grad y = c g grad h, grad g = c sum (y - a) grad h (summed
+    to g's shape). Written by hand because ``lerp`` then ``* c`` allocate two (B, T, d) results forward and five
+    backward (the lerp's two, its weight's y - a and product, the scale's); here one forward, three backward."""
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, y: torch.Tensor, g: torch.Tensor, scale: float) -> torch.Tensor:
+        w_y = g * scale
+        w_a = (1.0 - g) * scale
+        ctx.save_for_backward(a, y, w_a, w_y)
+        ctx.scale, ctx.gate_shape = scale, g.shape
+        return (a * w_a).addcmul_(y, w_y)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        a, y, w_a, w_y = ctx.saved_tensors
+        grad_a = grad * w_a if ctx.needs_input_grad[0] else None
+        grad_y = grad * w_y if ctx.needs_input_grad[1] else None
+        grad_g = None
+        if ctx.needs_input_grad[2]:
+            full = (y - a).mul_(grad)
+            lead = full.dim() - len(ctx.gate_shape)
+            dims = list(range(lead)) + [lead + i for i, n in enumerate(ctx.gate_shape)
+                                        if n == 1 and full.shape[lead + i] != 1]
+            grad_g = (full.sum(dim=dims, keepdim=True) if dims else full).mul_(ctx.scale).reshape(ctx.gate_shape)
+        return grad_a, grad_y, grad_g, None
+
+
+def gate_mix(a: torch.Tensor, y: torch.Tensor, g: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """scale * (g * y + (1 - g) * a), DeRes' dual-path mix (see GateMix)."""
+    return GateMix.apply(a, y, g, scale)

@@ -21,7 +21,9 @@ Three choices keep this cheap on memory-bound hardware (it is ~3% of the FLOPs b
 - blocks are kept as separate (B, T, d) tensors (never re-stacked when a block closes, which copied every stored
   block again), and the weighted sum is ``DepthWeightedSum``: one streaming multiply-add pass per source forward,
   and a closed-form backward (grad s_j = alpha_j * grad a, grad alpha_j = <grad a, s_j>) instead of B*T tiny
-  (1 x M) @ (M x d) batched matmuls and their autograd graph (docs/speed.md).
+  (1 x M) @ (M x d) batched matmuls and their autograd graph (docs/speed.md);
+- the normalised score is ``NormalisedScore``, one function with a closed-form backward, instead of autograd
+  through pow / mean / rsqrt / matmul (four (B, T, d) temporaries per score).
 The math runs in float32 even under autocast.
 """
 
@@ -45,6 +47,57 @@ def inverse_rms(x: torch.Tensor, eps: float) -> torch.Tensor:
     return torch.rsqrt(x.float().pow(2).mean(dim=-1) + eps)
 
 
+class NormalisedScore(torch.autograd.Function):
+    """z[..., r] = tau * <q_r, x> * rho(x), rho(x) = 1 / sqrt(mean(x^2) + eps), for x (..., d) and queries q (R, d),
+    with the closed-form backward
+
+        grad x = (tau rho gz) @ q - (tau rho^3 / d) <gz, dots> x,    grad q = (tau rho gz)^T x.
+
+    Written by hand because autograd of ``x.pow(2).mean()`` and ``x @ q.t()`` allocates four (..., d) temporaries
+    per score (pow, its backward's two products, the mean's expand) and runs the R = 1 backward as an outer-product
+    GEMM with K = 1; here the forward reads x twice (``vector_norm``, the GEMM) and the backward writes grad x once."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, q: torch.Tensor, tau: float, eps: float) -> torch.Tensor:
+        d = x.shape[-1]
+        rho = torch.linalg.vector_norm(x, dim=-1, keepdim=True).square_().div_(d).add_(eps).rsqrt_()   # (..., 1)
+        rows = token_major_rows(x)
+        dots = (rows @ q.t()).view(x.shape[1], x.shape[0], -1).transpose(0, 1) if rows is not None \
+            else x @ q.t()                                                                             # (..., R)
+        ctx.save_for_backward(x, q, rho, dots)
+        ctx.tau = tau
+        return dots * rho * tau
+
+    @staticmethod
+    def backward(ctx, gz: torch.Tensor):
+        x, q, rho, dots = ctx.saved_tensors
+        tau, d = ctx.tau, x.shape[-1]
+        c1 = gz * rho * tau                                                                            # (..., R)
+        grad_x = grad_q = None
+        if ctx.needs_input_grad[0]:
+            c2 = (gz * dots).sum(dim=-1, keepdim=True).mul_(rho.pow(3)).mul_(-tau / d)              # (..., 1)
+            grad_x = x * c2
+            if q.shape[0] == 1:
+                grad_x.addcmul_(c1, q[0])                       # the outer product as a broadcast multiply-add
+            else:
+                grad_x.add_(c1 @ q)
+        if ctx.needs_input_grad[1]:
+            rows = token_major_rows(x)
+            if rows is not None:                                  # the same rows in the same (token-major) order
+                grad_q = c1.transpose(0, 1).reshape(-1, c1.shape[-1]).t() @ rows
+            else:
+                grad_q = c1.reshape(-1, c1.shape[-1]).t() @ x.reshape(-1, x.shape[-1])
+        return grad_x, grad_q, None, None
+
+
+def token_major_rows(x: torch.Tensor) -> Optional[torch.Tensor]:
+    """A token-major (B, T, d) view (of a contiguous (T, B, d) tensor) as its (T*B, d) rows without a copy, else
+    None: ``matmul`` would copy it to fold (B, T) into rows."""
+    if x.dim() == 3 and not x.is_contiguous() and x.transpose(0, 1).is_contiguous():
+        return x.transpose(0, 1).reshape(-1, x.shape[-1])
+    return None
+
+
 class DepthWeightedSum(torch.autograd.Function):
     """a = sum_j alpha[..., j] * s_j for sources s_j (..., d) and weights alpha (..., M), with its closed-form
     backward; written by hand because torch has no fused weighted sum over a list of tensors."""
@@ -62,7 +115,12 @@ class DepthWeightedSum(torch.autograd.Function):
         alpha, *sources = ctx.saved_tensors
         grad_alpha = grad_sources = None
         if ctx.needs_input_grad[0]:
-            grad_alpha = torch.stack([torch.linalg.vecdot(grad, s) for s in sources], dim=-1)
+            # <grad a, s_j> per row through one reused product buffer: linalg.vecdot allocates a fresh (..., d)
+            # product per source, and on CPU a fresh allocation costs several times the pass itself (page faults)
+            grad_alpha = alpha.new_empty(alpha.shape)
+            product = torch.empty_like(grad)
+            for j, s in enumerate(sources):
+                torch.sum(torch.mul(grad, s, out=product), dim=-1, out=grad_alpha[..., j])
         grad_sources = [grad * alpha[..., j:j + 1] if ctx.needs_input_grad[j + 1] else None
                         for j in range(len(sources))]
         return (grad_alpha, *grad_sources)
@@ -141,18 +199,18 @@ class BlockAttentionRead(nn.Module):
             return q[:, q.shape[1] - num_tokens:]                        # pyramid: the surviving tokens
         return self.query[first:last] * self.key_gain[first:last]
 
-    def _score(self, x: torch.Tensor, inv_rms: torch.Tensor, first: int, last: int, source: int) -> torch.Tensor:
+    def _score(self, x: torch.Tensor, first: int, last: int, source: int) -> torch.Tensor:
         """tau * <w_r * g_r, x> / rms(x) + beta_{r,source} for reads first..last-1: (B, T, last - first)."""
         q = self._queries(first, last, x.shape[1]).float()
-        dots = torch.einsum("btd,rtd->btr", x, q) if q.dim() == 3 else x @ q.t()
-        return self.tau * dots * inv_rms.unsqueeze(-1) + self.beta[first:last, source]
+        if q.dim() == 3:                                                 # per-token queries
+            dots = torch.einsum("btd,rtd->btr", x, q)
+            return self.tau * dots * inverse_rms(x, self.eps).unsqueeze(-1) + self.beta[first:last, source]
+        return NormalisedScore.apply(x, q, self.tau, self.eps) + self.beta[first:last, source]
 
     def score_block(self, block: torch.Tensor, first_read: int, source: int) -> Tuple[int, torch.Tensor]:
         """Scores of a newly closed block, source index ``source`` (0 = X0), for every read from ``first_read`` on."""
         with torch.autocast(device_type=block.device.type, enabled=False):
-            block = block.float()
-            return first_read, self._score(block, inverse_rms(block, self.eps), first_read, self.beta.shape[0],
-                                           source)
+            return first_read, self._score(block.float(), first_read, self.beta.shape[0], source)
 
     def forward(self, r: int, sources: DepthSources) -> Tuple[torch.Tensor, torch.Tensor]:
         """Read r: the weighted sum a (B, T, d) and the depth weights alpha (B, T, M)."""
@@ -160,8 +218,7 @@ class BlockAttentionRead(nn.Module):
         with torch.autocast(device_type=closed[0].device.type, enabled=False):
             z = sources.closed_scores(r)
             if partial is not None:
-                p = partial.float()
-                z = torch.cat([z, self._score(p, inverse_rms(p, self.eps), r, r + 1, z.shape[-1])], dim=-1)
+                z = torch.cat([z, self._score(partial.float(), r, r + 1, z.shape[-1])], dim=-1)
             if self.score_fn == "silu":
                 alpha = F.silu(z)
             elif self.score_fn == "sigmoid":
