@@ -238,6 +238,19 @@ def test_repository_spaces_are_valid():
         pytest.skip(f"base expids not in benchmark_configs yet: {missing}")
 
 
+def test_committed_study_spaces_are_valid_and_shared():
+    """The equal-budget studies of DeRes and OneTrans (docs/results/tuning_converged_frappe) search one space."""
+    folder = os.path.join(REPO, "docs", "results", "tuning_converged_frappe")
+    spaces = {m: load_space(os.path.join(folder, f"{m}_space.yaml")) for m in ("DeRes", "OneTrans")}
+    for space in spaces.values():
+        load_base_params(space)
+        space.dimensions("grid"), space.dimensions("tpe")
+    assert spaces["DeRes"].grid.keys() == spaces["OneTrans"].grid.keys()
+    assert spaces["DeRes"].ranges.keys() == spaces["OneTrans"].ranges.keys()
+    assert {k: vars(v) for k, v in spaces["DeRes"].ranges.items()} == \
+        {k: vars(v) for k, v in spaces["OneTrans"].ranges.items()}
+
+
 def test_cli_compare_grid_prints_both_budgets(tmp_path, data_root, capsys):
     from fuxictr_deres.cli import main
     space = write_space(tmp_path, tuner_space={"learning_rate": [1.e-3, 1.e-2]})
