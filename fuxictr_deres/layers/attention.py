@@ -56,7 +56,9 @@ class TokenAttention(nn.Module):
         nq = min(self.num_queries, t)
         qkv = self.qkv.forward_token_major(self.norm(h.transpose(0, 1)))          # (T, B, 3d) contiguous
         per_head = qkv.view(t, b * nh, 3, dh)                                   # columns (head, q|k|v, d_head)
-        q, k, v = (per_head[:, :, i].transpose(0, 1) for i in range(3))          # (B*H, T, d_head) views
+        # unbind, not three selects: the selects' backward zero-fills the whole (T, B*H, 3, d_head) gradient three
+        # times and sums them; unbind's stacks the three gradients in one pass
+        q, k, v = (x.transpose(0, 1) for x in per_head.unbind(2))               # (B*H, T, d_head) views
         q = q[:, t - nq:]
         mask = None
         if self.causal:
