@@ -79,11 +79,7 @@ class GateMix(torch.autograd.Function):
         grad_y = grad * w_y if ctx.needs_input_grad[1] else None
         grad_g = None
         if ctx.needs_input_grad[2]:
-            full = (y - a).mul_(grad)
-            lead = full.dim() - len(ctx.gate_shape)
-            dims = list(range(lead)) + [lead + i for i, n in enumerate(ctx.gate_shape)
-                                        if n == 1 and full.shape[lead + i] != 1]
-            grad_g = (full.sum(dim=dims, keepdim=True) if dims else full).mul_(ctx.scale).reshape(ctx.gate_shape)
+            grad_g = (y - a).mul_(grad).sum_to_size(ctx.gate_shape) * ctx.scale
         return grad_a, grad_y, grad_g, None
 
 
