@@ -68,3 +68,29 @@ def format_comparison(result: Dict[str, Any]) -> List[str]:
             "Optuna reached the grid's best after "
             + (f"{reach:.2f} epochs" if reach is not None else "- (not reached)")
             + f" (grid spent {grid['epochs']:.2f})"]
+
+
+def best_trial_row(study: optuna.Study, metric: str = "AUC") -> Dict[str, Any]:
+    """One study at a glance: the ``study_summary`` budget figures, plus the best-validation trial's number, its
+    validation and test ``metric`` (the test figure of the configuration a user would pick) and its parameters."""
+    row = {"study": study.study_name, **study_summary(study)}
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    if not complete:
+        return {**row, "best_trial": None, f"valid_{metric}": None, f"test_{metric}": None, "params": {}}
+    best = study.best_trial
+    return {**row, "best_trial": best.number, f"valid_{metric}": best.user_attrs.get(f"valid_{metric}", best.value),
+            f"test_{metric}": best.user_attrs.get(f"test_{metric}"),
+            "params": best.user_attrs.get("overrides", best.params)}
+
+
+def format_study_rows(rows: List[Dict[str, Any]], metric: str = "AUC") -> List[str]:
+    """A markdown table of ``best_trial_row`` rows, one study per line."""
+    fmt = lambda v: "n/a" if v is None else f"{v:.6f}"
+    lines = [f"| study | trials (complete/pruned/failed) | training epochs | best trial | valid {metric} | "
+             f"test {metric} | parameters |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        params = "; ".join(f"{k}={json.dumps(v)}" for k, v in r["params"].items())
+        lines.append(f"| {r['study']} | {r['trials']} ({r['complete']}/{r['pruned']}/{r['failed']}) | "
+                     f"{r['epochs']:.0f} | {r['best_trial']} | {fmt(r[f'valid_{metric}'])} | "
+                     f"{fmt(r[f'test_{metric}'])} | {params} |")
+    return lines
