@@ -5,7 +5,9 @@
         journal:docs/results/tuning_converged_frappe/OneTrans/study.journal
 
 Each argument is a storage as ``tune --storage`` takes it (``journal:PATH`` or a SQLAlchemy URL), optionally
-followed by ``#STUDY`` when the storage holds several studies. Prints a markdown table.
+followed by ``#STUDY`` when the storage holds several studies. ``--first N`` cuts every study to its first N trials
+(equal trials for studies of different lengths). The last column is the epochs each study had spent when it first reached the best validation value
+of the first study listed. Prints a markdown table.
 """
 
 import argparse
@@ -34,8 +36,13 @@ def main(argv: List[str] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("storages", nargs="+", help="journal:PATH or a SQLAlchemy URL, optionally #STUDY")
     parser.add_argument("--metric", default="AUC")
+    parser.add_argument("--first", type=int, default=None, help="only the first N trials of each study")
     args = parser.parse_args(argv)
-    rows = [best_trial_row(load(spec), args.metric) for spec in args.storages]
+    if args.first is not None and args.first < 1:
+        raise SystemExit(f"--first: expected a positive number of trials, got {args.first}")
+    studies = [load(spec) for spec in args.storages]
+    reference = best_trial_row(studies[0], args.metric, args.first)
+    rows = [best_trial_row(s, args.metric, args.first, target=reference["best"]) for s in studies]
     print("\n".join(format_study_rows(rows, args.metric)))
 
 

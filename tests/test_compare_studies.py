@@ -41,7 +41,17 @@ def test_row_reports_the_best_validation_trial_and_its_test_figure():
     assert row["best_trial"] == 2 and row["valid_AUC"] == 0.96 and row["test_AUC"] == 0.93
     assert row["params"] == {"learning_rate": 5e-4}
     lines = format_study_rows([row])
-    assert len(lines) == 3 and "| s | 4 (2/1/1) | 23 | 2 | 0.960000 | 0.930000 | learning_rate=0.0005 |" == lines[2]
+    assert len(lines) == 3
+    assert lines[2] == "| s | 4 (2/1/1) | 23 | 2 | 0.960000 | 0.930000 | learning_rate=0.0005 | not reached |"
+
+
+def test_first_cuts_the_study_and_target_counts_the_epochs_to_reach_it():
+    row = best_trial_row(filled(), first=2, target=0.95)
+    assert (row["trials"], row["complete"], row["pruned"], row["epochs"]) == (2, 1, 1, 11)
+    assert row["best_trial"] == 0 and row["test_AUC"] == 0.94
+    assert row["epochs_to_target"] == 10          # trial 0 reached 0.95 after its own 10 epochs
+    assert best_trial_row(filled(), target=0.955)["epochs_to_target"] == 23    # trial 2, after 10 + 1 + 12
+    assert format_study_rows([best_trial_row(filled(), target=0.95)])[2].endswith("| 10 |")
 
 
 def test_row_of_a_study_without_complete_trials_says_so():
@@ -61,8 +71,11 @@ def test_script_reads_journals_and_names_the_study_it_needs(tmp_path, capsys):
     filled(open_storage(f"journal:{path}"), "second")
     with pytest.raises(SystemExit, match=r"holds studies \['first', 'second'\]; name one as .*#STUDY"):
         script.main([f"journal:{path}"])
-    script.main([f"journal:{path}#second"])
-    assert "| second |" in capsys.readouterr().out
+    script.main([f"journal:{path}#second", f"journal:{path}#first", "--first", "2"])
+    out = capsys.readouterr().out.splitlines()
+    assert out[2].startswith("| second | 2 (1/1/0) | 11 | 0 |") and out[3].startswith("| first | 2 (1/1/0) |")
+    with pytest.raises(SystemExit, match="--first: expected a positive number"):
+        script.main([f"journal:{path}#first", "--first", "0"])
     with pytest.raises(SystemExit, match="no study 'third'"):
         script.main([f"journal:{path}#third"])
 

@@ -18,12 +18,20 @@ from .outputs import write_outputs
 from .study import StudyOptions, run_study
 
 
-def study_summary(study: optuna.Study, target: Optional[float] = None) -> Dict[str, Any]:
-    """Best value, total epochs, and the cumulative epochs (by trial number) at which ``target`` was reached."""
+def first_trials(study: optuna.Study, first: Optional[int] = None) -> List[optuna.trial.FrozenTrial]:
+    """The study's trials by number, only the first ``first`` of them when given (an equal-trial cut)."""
+    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+    return trials if first is None else trials[:first]
+
+
+def study_summary(study: optuna.Study, target: Optional[float] = None, first: Optional[int] = None) -> Dict[str, Any]:
+    """Best value, total epochs, and the cumulative epochs (by trial number) at which ``target`` was reached, over
+    the study's first ``first`` trials (all when None)."""
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     better = (lambda a, b: a >= b) if maximize else (lambda a, b: a <= b)
+    trials = first_trials(study, first)
     spent, reached_at, best = 0.0, None, None
-    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+    for t in trials:
         spent += float(t.user_attrs.get("epochs", 0.0) or 0.0)
         if t.state != TrialState.COMPLETE:
             continue
@@ -31,7 +39,7 @@ def study_summary(study: optuna.Study, target: Optional[float] = None) -> Dict[s
             best = t.value
         if target is not None and reached_at is None and better(t.value, target):
             reached_at = spent
-    states = [t.state.name for t in study.get_trials(deepcopy=False)]
+    states = [t.state.name for t in trials]
     return {"best": best, "epochs": spent, "epochs_to_target": reached_at, "trials": len(states),
             "complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"), "failed": states.count("FAIL")}
 
@@ -70,27 +78,32 @@ def format_comparison(result: Dict[str, Any]) -> List[str]:
             + f" (grid spent {grid['epochs']:.2f})"]
 
 
-def best_trial_row(study: optuna.Study, metric: str = "AUC") -> Dict[str, Any]:
-    """One study at a glance: the ``study_summary`` budget figures, plus the best-validation trial's number, its
-    validation and test ``metric`` (the test figure of the configuration a user would pick) and its parameters."""
-    row = {"study": study.study_name, **study_summary(study)}
-    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+def best_trial_row(study: optuna.Study, metric: str = "AUC", first: Optional[int] = None,
+                   target: Optional[float] = None) -> Dict[str, Any]:
+    """One study at a glance over its first ``first`` trials: the ``study_summary`` budget figures (with the
+    epochs spent when ``target`` was first reached), plus the best-validation trial's number, its validation and
+    test ``metric`` (the test figure of the configuration a user would pick) and its parameters."""
+    row = {"study": study.study_name, **study_summary(study, target, first)}
+    complete = [t for t in first_trials(study, first) if t.state == TrialState.COMPLETE]
     if not complete:
         return {**row, "best_trial": None, f"valid_{metric}": None, f"test_{metric}": None, "params": {}}
-    best = study.best_trial
+    pick = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
+    best = pick(complete, key=lambda t: t.value)
     return {**row, "best_trial": best.number, f"valid_{metric}": best.user_attrs.get(f"valid_{metric}", best.value),
             f"test_{metric}": best.user_attrs.get(f"test_{metric}"),
             "params": best.user_attrs.get("overrides", best.params)}
 
 
 def format_study_rows(rows: List[Dict[str, Any]], metric: str = "AUC") -> List[str]:
-    """A markdown table of ``best_trial_row`` rows, one study per line."""
+    """A markdown table of ``best_trial_row`` rows, one study per line; the last column is the epochs each study
+    had spent when it first reached the target its row was made with (the first row's best, in the script)."""
     fmt = lambda v: "n/a" if v is None else f"{v:.6f}"
     lines = [f"| study | trials (complete/pruned/failed) | training epochs | best trial | valid {metric} | "
-             f"test {metric} | parameters |", "|---|---|---|---|---|---|---|"]
+             f"test {metric} | parameters | epochs to reach the target |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         params = "; ".join(f"{k}={json.dumps(v)}" for k, v in r["params"].items())
+        reach = "not reached" if r["epochs_to_target"] is None else f"{r['epochs_to_target']:.0f}"
         lines.append(f"| {r['study']} | {r['trials']} ({r['complete']}/{r['pruned']}/{r['failed']}) | "
                      f"{r['epochs']:.0f} | {r['best_trial']} | {fmt(r[f'valid_{metric}'])} | "
-                     f"{fmt(r[f'test_{metric}'])} | {params} |")
+                     f"{fmt(r[f'test_{metric}'])} | {params} | {reach} |")
     return lines
