@@ -15,6 +15,7 @@ import optuna
 from optuna.trial import TrialState
 
 from .outputs import write_outputs
+from .report import format_params
 from .study import StudyOptions, run_study
 
 
@@ -101,9 +102,8 @@ def format_study_rows(rows: List[Dict[str, Any]], metric: str = "AUC") -> List[s
     lines = [f"| study | trials (complete/pruned/failed) | training epochs | best trial | valid {metric} | "
              f"test {metric} | parameters | epochs to reach the target |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        params = "; ".join(f"{k}={json.dumps(v)}" for k, v in r["params"].items())
         reach = "not reached" if r["epochs_to_target"] is None else f"{r['epochs_to_target']:.0f}"
         lines.append(f"| {r['study']} | {r['trials']} ({r['complete']}/{r['pruned']}/{r['failed']}) | "
                      f"{r['epochs']:.0f} | {r['best_trial']} | {fmt(r[f'valid_{metric}'])} | "
-                     f"{fmt(r[f'test_{metric}'])} | {params} | {reach} |")
+                     f"{fmt(r[f'test_{metric}'])} | {format_params(r['params'])} | {reach} |")
     return lines

@@ -23,13 +23,18 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def format_params(params: Dict[str, Any]) -> str:
+    """``lr=0.001; layers=[64]``: a trial's parameters as one table cell (values as JSON)."""
+    return "; ".join(f"{k}={json.dumps(v)}" for k, v in params.items())
+
+
 def trial_rows(study: optuna.Study, space: SearchSpace, metrics: Sequence[str]) -> List[Dict[str, str]]:
     """One row per trial: number, state, params, valid/test metrics, epochs, error."""
     rows = []
     for t in study.get_trials(deepcopy=False):
         params = space.decode(t.params)
         row = {"number": str(t.number), "state": t.state.name,
-               "params": "; ".join(f"{k}={json.dumps(v)}" for k, v in params.items())}
+               "params": format_params(params)}
         for split in ("valid", "test"):
             for m in metrics:
                 row[f"{split}_{m}"] = _fmt(t.user_attrs.get(f"{split}_{m}"))
