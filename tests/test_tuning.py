@@ -255,8 +255,43 @@ def test_cli_compare_grid_prints_both_budgets(tmp_path, data_root, capsys):
     from fuxictr_deres.cli import main
     space = write_space(tmp_path, tuner_space={"learning_rate": [1.e-3, 1.e-2]})
     assert main(["tune", "--compare-grid", "--space", space, "--trials", "1", "--out", str(tmp_path / "cmp"),
-                 "--data_root", data_root, "--no-progress"]) == 0
+                 "--data_root", data_root, "--no-progress", "--pruner-warmup", "2", "--tpe-startup", "5"]) == 0
     printed = capsys.readouterr().out
     assert "best validation" in printed and "training epochs" in printed and "Optuna reached" in printed
     assert os.path.isfile(tmp_path / "cmp" / "compare.json")
     assert os.path.isfile(tmp_path / "cmp" / "grid" / "model_config" / "DeRes_demo_tuned.yaml")
+
+
+def test_median_pruner_warmup_spares_the_first_rounds():
+    from fuxictr_deres.tuning.study import make_pruner
+    study = optuna.create_study(direction="maximize", pruner=make_pruner("median", epochs=10, warmup=2))
+    for _ in range(5):
+        trial = study.ask()
+        for step in range(4):
+            trial.report(0.9, step)
+        study.tell(trial, 0.9)
+    weak = study.ask()
+    decisions = []
+    for step in range(4):
+        weak.report(0.1, step)
+        decisions.append(weak.should_prune())
+    assert decisions == [False, False, True, True]
+
+
+def test_tpe_startup_sets_the_random_trials_before_tpe():
+    from fuxictr_deres.tuning.study import make_sampler
+    def drawn(startup):
+        study = optuna.create_study(sampler=make_sampler("tpe", None, seed=7, tpe_startup=startup))
+        study.optimize(lambda t: (t.suggest_float("x", 0.0, 1.0) - 0.3) ** 2, n_trials=4)
+        return [t.params["x"] for t in study.trials]
+
+    short, default = drawn(2), drawn(10)
+    assert short[:2] == default[:2]  # the same seeded random start
+    assert short[2:] != default[2:]  # then TPE's choices instead of further random draws
+
+
+@pytest.mark.parametrize("field", ["pruner_warmup", "tpe_startup"])
+def test_negative_pruner_warmup_or_tpe_startup_is_refused(tmp_path, field):
+    opts = StudyOptions(space_path="s.yaml", trials=1, out=str(tmp_path), **{field: -1})
+    with pytest.raises(ValueError, match=f"--{field.replace('_', '-')} \\(-1\\)"):
+        opts.resolved()

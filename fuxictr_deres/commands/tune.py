@@ -27,6 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="tpe (default), grid (FuxiCTR's grid over tuner_space lists) or random")
     parser.add_argument("--pruner", choices=("median", "hyperband", "none"), default="median",
                         help="prune from the per-epoch validation metric (default median)")
+    parser.add_argument("--pruner-warmup", dest="pruner_warmup", type=int, default=0,
+                        help="evaluation rounds (epochs) every trial runs before the median pruner may prune it "
+                             "(default 0: from the first)")
+    parser.add_argument("--tpe-startup", dest="tpe_startup", type=int, default=10,
+                        help="random trials before TPE models the space (default 10, Optuna's)")
     parser.add_argument("--seed", type=int, default=2026,
                         help="sampler seed (worker i uses seed + i); the training seed is the expid's `seed`")
     parser.add_argument("--data_root", default=None, help="root of the prepared datasets")
@@ -52,7 +57,8 @@ def execute(args: argparse.Namespace) -> int:
     name = args.study or os.path.splitext(os.path.basename(args.space))[0]
     opts = StudyOptions(space_path=args.space, trials=args.trials, out=args.out or os.path.join("results", "tuning",
                         name), storage=args.storage, study_name=name, n_jobs=args.n_jobs, sampler=args.sampler,
-                        pruner=args.pruner, seed=args.seed, data_root=args.data_root, gpu=args.gpu,
+                        pruner=args.pruner, pruner_warmup=args.pruner_warmup, tpe_startup=args.tpe_startup,
+                        seed=args.seed, data_root=args.data_root, gpu=args.gpu,
                         fail_running=args.fail_running, progress=args.progress, nproc=args.nproc,
                         command=" ".join(["fuxictr-deres"] + [shlex.quote(a) for a in sys.argv[1:]]))
     if args.compare_grid:

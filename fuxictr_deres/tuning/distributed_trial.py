@@ -23,6 +23,7 @@ class TrialLink:
     trial_id: int
     pruner: str
     epochs: int
+    pruner_warmup: int = 0
 
 
 def report_and_prune(trial, monitor: Monitor, counter, round_index: int, logs: Dict[str, float], model) -> None:
@@ -40,7 +41,7 @@ def _open_trial(link: TrialLink) -> optuna.Trial:
     from .storage import open_storage
     from .study import make_pruner
     study = optuna.load_study(study_name=link.study_name, storage=open_storage(link.storage),
-                              sampler=optuna.samplers.RandomSampler(), pruner=make_pruner(link.pruner, link.epochs))
+                              sampler=optuna.samplers.RandomSampler(), pruner=make_pruner(link.pruner, link.epochs, link.pruner_warmup))
     return optuna.trial.Trial(study, link.trial_id)
 
 
