@@ -5,9 +5,9 @@
         journal:docs/results/tuning_converged_frappe/OneTrans/study.journal
 
 Each argument is a storage as ``tune --storage`` takes it (``journal:PATH`` or a SQLAlchemy URL), optionally
-followed by ``#STUDY`` when the storage holds several studies. ``--first N`` cuts every study to its first N trials
-(equal trials for studies of different lengths). The last column is the epochs each study had spent when it first reached the best validation value
-of the first study listed. Prints a markdown table.
+followed by ``#STUDY`` when the storage holds several studies. ``--first N`` cuts every study to its first N
+trials (equal trials for studies of different lengths). The last column is the epochs each study had spent when it
+first reached the best validation value of the first study listed. Prints a markdown table.
 """
 
 import argparse
@@ -15,7 +15,7 @@ from typing import List
 
 import optuna
 
-from fuxictr_deres.tuning.compare import best_trial_row, format_study_rows
+from fuxictr_deres.tuning.compare import best_trial_row, format_study_rows, study_summary
 from fuxictr_deres.tuning.storage import open_storage
 
 
@@ -41,8 +41,8 @@ def main(argv: List[str] = None) -> None:
     if args.first is not None and args.first < 1:
         raise SystemExit(f"--first: expected a positive number of trials, got {args.first}")
     studies = [load(spec) for spec in args.storages]
-    reference = best_trial_row(studies[0], args.metric, args.first)
-    rows = [best_trial_row(s, args.metric, args.first, target=reference["best"]) for s in studies]
+    target = study_summary(studies[0], first=args.first)["best"]
+    rows = [best_trial_row(s, args.metric, args.first, target=target) for s in studies]
     print("\n".join(format_study_rows(rows, args.metric)))
 
 

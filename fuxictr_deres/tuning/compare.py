@@ -28,9 +28,17 @@ def first_trials(study: optuna.Study, first: Optional[int] = None) -> List[optun
 def study_summary(study: optuna.Study, target: Optional[float] = None, first: Optional[int] = None) -> Dict[str, Any]:
     """Best value, total epochs, and the cumulative epochs (by trial number) at which ``target`` was reached, over
     the study's first ``first`` trials (all when None)."""
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    return summarize_trials(first_trials(study, first), maximizing(study), target)
+
+
+def maximizing(study: optuna.Study) -> bool:
+    return study.direction == optuna.study.StudyDirection.MAXIMIZE
+
+
+def summarize_trials(trials: List[optuna.trial.FrozenTrial], maximize: bool,
+                     target: Optional[float] = None) -> Dict[str, Any]:
+    """``study_summary`` of trials already cut and ordered by number."""
     better = (lambda a, b: a >= b) if maximize else (lambda a, b: a <= b)
-    trials = first_trials(study, first)
     spent, reached_at, best = 0.0, None, None
     for t in trials:
         spent += float(t.user_attrs.get("epochs", 0.0) or 0.0)
@@ -64,13 +72,16 @@ def compare_grid_tpe(options: StudyOptions) -> Dict[str, Any]:
     return result
 
 
+def format_value(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{value:.6f}"
+
+
 def format_comparison(result: Dict[str, Any]) -> List[str]:
     """The lines ``tune --compare-grid`` prints."""
-    fmt = lambda v: "n/a" if v is None else f"{v:.6f}"
     grid, tpe = result["grid"], result["tpe"]
     reach = tpe["epochs_to_target"]
     return [f"{'':22s}{'grid (FuxiCTR)':>16s}{'Optuna TPE+prune':>18s}",
-            f"{'best validation':22s}{fmt(grid['best']):>16s}{fmt(tpe['best']):>18s}",
+            f"{'best validation':22s}{format_value(grid['best']):>16s}{format_value(tpe['best']):>18s}",
             f"{'training epochs':22s}{grid['epochs']:>16.2f}{tpe['epochs']:>18.2f}",
             f"{'trials c/p/f':22s}{'%d/%d/%d' % (grid['complete'], grid['pruned'], grid['failed']):>16s}"
             f"{'%d/%d/%d' % (tpe['complete'], tpe['pruned'], tpe['failed']):>18s}",
@@ -84,11 +95,12 @@ def best_trial_row(study: optuna.Study, metric: str = "AUC", first: Optional[int
     """One study at a glance over its first ``first`` trials: the ``study_summary`` budget figures (with the
     epochs spent when ``target`` was first reached), plus the best-validation trial's number, its validation and
     test ``metric`` (the test figure of the configuration a user would pick) and its parameters."""
-    row = {"study": study.study_name, **study_summary(study, target, first)}
-    complete = [t for t in first_trials(study, first) if t.state == TrialState.COMPLETE]
+    trials = first_trials(study, first)
+    row = {"study": study.study_name, **summarize_trials(trials, maximizing(study), target)}
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
         return {**row, "best_trial": None, f"valid_{metric}": None, f"test_{metric}": None, "params": {}}
-    pick = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
+    pick = max if maximizing(study) else min
     best = pick(complete, key=lambda t: t.value)
     return {**row, "best_trial": best.number, f"valid_{metric}": best.user_attrs.get(f"valid_{metric}", best.value),
             f"test_{metric}": best.user_attrs.get(f"test_{metric}"),
@@ -98,12 +110,11 @@ def best_trial_row(study: optuna.Study, metric: str = "AUC", first: Optional[int
 def format_study_rows(rows: List[Dict[str, Any]], metric: str = "AUC") -> List[str]:
     """A markdown table of ``best_trial_row`` rows, one study per line; the last column is the epochs each study
     had spent when it first reached the target its row was made with (the first row's best, in the script)."""
-    fmt = lambda v: "n/a" if v is None else f"{v:.6f}"
     lines = [f"| study | trials (complete/pruned/failed) | training epochs | best trial | valid {metric} | "
              f"test {metric} | parameters | epochs to reach the target |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         reach = "not reached" if r["epochs_to_target"] is None else f"{r['epochs_to_target']:.0f}"
         lines.append(f"| {r['study']} | {r['trials']} ({r['complete']}/{r['pruned']}/{r['failed']}) | "
-                     f"{r['epochs']:.0f} | {r['best_trial']} | {fmt(r[f'valid_{metric}'])} | "
-                     f"{fmt(r[f'test_{metric}'])} | {format_params(r['params'])} | {reach} |")
+                     f"{r['epochs']:.0f} | {r['best_trial']} | {format_value(r[f'valid_{metric}'])} | "
+                     f"{format_value(r[f'test_{metric}'])} | {format_params(r['params'])} | {reach} |")
     return lines
