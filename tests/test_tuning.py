@@ -295,3 +295,15 @@ def test_negative_pruner_warmup_or_tpe_startup_is_refused(tmp_path, field):
     opts = StudyOptions(space_path="s.yaml", trials=1, out=str(tmp_path), **{field: -1})
     with pytest.raises(ValueError, match=f"--{field.replace('_', '-')} \\(-1\\)"):
         opts.resolved()
+
+
+def test_pruner_warmup_travels_to_a_distributed_trial(tmp_path):
+    from fuxictr_deres.tuning.distributed_trial import _open_trial
+    from fuxictr_deres.tuning.study import _trial_link
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    opts = StudyOptions(space_path="s.yaml", trials=1, out=str(tmp_path), storage=storage, study_name="s",
+                        pruner_warmup=4)
+    study = optuna.create_study(study_name="s", storage=storage)
+    link = _trial_link(opts, 10, study.ask())
+    assert link.pruner_warmup == 4
+    assert _open_trial(link).study.pruner._n_warmup_steps == 4  # the rank-0 view of the trial prunes alike

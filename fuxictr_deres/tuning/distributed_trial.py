@@ -40,8 +40,9 @@ def report_and_prune(trial, monitor: Monitor, counter, round_index: int, logs: D
 def _open_trial(link: TrialLink) -> optuna.Trial:
     from .storage import open_storage
     from .study import make_pruner
+    pruner = make_pruner(link.pruner, link.epochs, link.pruner_warmup)
     study = optuna.load_study(study_name=link.study_name, storage=open_storage(link.storage),
-                              sampler=optuna.samplers.RandomSampler(), pruner=make_pruner(link.pruner, link.epochs, link.pruner_warmup))
+                              sampler=optuna.samplers.RandomSampler(), pruner=pruner)
     return optuna.trial.Trial(study, link.trial_id)
 
 
