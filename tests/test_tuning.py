@@ -100,6 +100,16 @@ def test_outputs_and_exported_expid_reproduces_best_trial(studied, tmp_path):
     record = run_expid(out, "DeRes_demo_tuned", model_root=str(tmp_path), write=False)
     assert record["valid"]["AUC"] == best.user_attrs["valid_AUC"]                # same seed: bit for bit on CPU
     assert record["config"]["num_heads"] == best.params["num_heads"]
+    # the portable copy: the same expid without this machine's folders
+    with open(os.path.join(out, "model_config", "DeRes_demo_tuned.yaml")) as fd:
+        runnable = yaml.safe_load(fd)["DeRes_demo_tuned"]
+    with open(os.path.join(out, "DeRes_demo_tuned.yaml")) as fd:
+        text = fd.read()
+    portable = yaml.safe_load(text)["DeRes_demo_tuned"]
+    assert "prepared_root" in runnable and "prepared_root" not in portable
+    assert portable == {k: v for k, v in runnable.items() if k != "prepared_root"}
+    assert os.path.abspath(out) not in text and str(tmp_path) not in text
+    assert "--config OUT --expid DeRes_demo_tuned" in text.splitlines()[1]
 
 
 def _dead_worker() -> dict:
@@ -286,6 +296,7 @@ def test_tpe_startup_sets_the_random_trials_before_tpe():
         return [t.params["x"] for t in study.trials]
 
     short, default = drawn(2), drawn(10)
+    assert drawn(None) == default  # None leaves Optuna's default (10)
     assert short[:2] == default[:2]  # the same seeded random start
     assert short[2:] != default[2:]  # then TPE's choices instead of further random draws
 
@@ -303,7 +314,17 @@ def test_pruner_warmup_travels_to_a_distributed_trial(tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     opts = StudyOptions(space_path="s.yaml", trials=1, out=str(tmp_path), storage=storage, study_name="s",
                         pruner_warmup=4)
-    study = optuna.create_study(study_name="s", storage=storage)
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    for _ in range(5):                            # the median pruner's start-up trials set the median
+        done = study.ask()
+        for step in range(6):
+            done.report(1.0, step)
+        study.tell(done, 1.0)
     link = _trial_link(opts, 10, study.ask())
     assert link.pruner_warmup == 4
-    assert _open_trial(link).study.pruner._n_warmup_steps == 4  # the rank-0 view of the trial prunes alike
+    rank0 = _open_trial(link)                     # the trial as rank 0 of the launched training sees it
+    decisions = []
+    for step in range(6):
+        rank0.report(0.1, step)
+        decisions.append(rank0.should_prune())
+    assert decisions == [False] * 4 + [True] * 2  # spared through the warm-up, then pruned

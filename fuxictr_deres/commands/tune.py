@@ -30,8 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pruner-warmup", dest="pruner_warmup", type=int, default=0,
                         help="evaluation rounds (epochs) every trial runs before the median pruner may prune it "
                              "(default 0: from the first)")
-    parser.add_argument("--tpe-startup", dest="tpe_startup", type=int, default=10,
-                        help="random trials before TPE models the space (default 10, Optuna's)")
+    parser.add_argument("--tpe-startup", dest="tpe_startup", type=int, default=None,
+                        help="random trials before TPE models the space (default: Optuna's, 10)")
     parser.add_argument("--seed", type=int, default=2026,
                         help="sampler seed (worker i uses seed + i); the training seed is the expid's `seed`")
     parser.add_argument("--data_root", default=None, help="root of the prepared datasets")

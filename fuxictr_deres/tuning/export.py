@@ -1,6 +1,9 @@
 """The best trial written back as a ready-to-run expid: ``<out>/model_config/<expid>_tuned.yaml`` and a
 ``<out>/dataset_config.yaml`` holding the dataset's block, so ``run_expid.py --config <out> --expid <expid>_tuned``
-trains the best trial again (same seed: the same validation metric, bit for bit on CPU)."""
+trains the best trial again (same seed: the same validation metric, bit for bit on CPU).
+
+Both name this machine's folders (absolute data and prepared-data roots, the absolute ``--out``), so the export
+also writes ``<out>/<expid>_tuned.yaml``, a portable copy without them, to commit or share."""
 
 import os
 from typing import Dict, Optional, Tuple
@@ -14,6 +17,9 @@ from ..config import apply_overrides
 from ..results import jsonable
 from .objective import RUN_KEYS
 from .space import SearchSpace
+
+#: model keys that name a folder of this machine: left out of the portable copy
+LOCAL_PATH_KEYS = ("prepared_root",)
 
 
 def tuned_expid(space: SearchSpace) -> str:
@@ -66,4 +72,17 @@ def export_trial(trial: optuna.trial.FrozenTrial, space: SearchSpace, base_param
     _write_yaml(os.path.join(out_dir, "dataset_config.yaml"),
                 f"# The dataset block of {dataset_id} from {space.base_config}, data_root made absolute\n",
                 {dataset_id: dataset_block})
+    portable_header = (f"# Best trial {trial.number} of study {study_name!r} (validation {params.get('monitor', '')} "
+                       f"= {trial.value:.6f}), exported by fuxictr-deres tune from {_shown_path(space.path)}\n"
+                       f"# Run it: python run_expid.py --config OUT --expid {expid} (OUT: the --out of the tune "
+                       "command, which also holds dataset_config.yaml)\n")
+    portable = {k: v for k, v in model_block.items() if k not in LOCAL_PATH_KEYS}
+    _write_yaml(os.path.join(out_dir, f"{expid}.yaml"), portable_header, {expid: portable})
     return expid, model_path
+
+
+def _shown_path(path: str) -> str:
+    """``path`` relative to the working directory when it lies below it, else its file name: no folder of this
+    machine in a file meant to be shared."""
+    relative = os.path.relpath(os.path.abspath(path))
+    return os.path.basename(path) if relative.startswith(os.pardir) else relative

@@ -41,7 +41,7 @@ class StudyOptions:
     sampler: str = "tpe"
     pruner: str = "median"
     pruner_warmup: int = 0
-    tpe_startup: int = 10
+    tpe_startup: Optional[int] = None               # None: Optuna's default
     seed: int = 2026
     data_root: Optional[str] = None
     gpu: int = -1
@@ -56,7 +56,7 @@ class StudyOptions:
             raise ValueError(f"--sampler {self.sampler!r}: expected one of {SAMPLERS}")
         if self.pruner not in PRUNERS:
             raise ValueError(f"--pruner {self.pruner!r}: expected one of {PRUNERS}")
-        if self.pruner_warmup < 0 or self.tpe_startup < 0:
+        if self.pruner_warmup < 0 or (self.tpe_startup is not None and self.tpe_startup < 0):
             raise ValueError(f"--pruner-warmup ({self.pruner_warmup}) and --tpe-startup ({self.tpe_startup}) must "
                              f"be >= 0")
         if self.trials < 1 or self.n_jobs < 1 or self.nproc < 1:
@@ -69,14 +69,16 @@ class StudyOptions:
                                "storage": normalize_storage(self.storage, out)})
 
 
-def make_sampler(kind: str, space: SearchSpace, seed: int, tpe_startup: int = 10) -> optuna.samplers.BaseSampler:
-    """``tpe_startup``: TPE's random trials before it models the space (Optuna's default 10 leaves a 16-trial study
-    only 6 guided trials)."""
+def make_sampler(kind: str, space: SearchSpace, seed: int,
+                 tpe_startup: Optional[int] = None) -> optuna.samplers.BaseSampler:
+    """``tpe_startup``: TPE's random trials before it models the space (None: Optuna's default, 10, which leaves a
+    16-trial study only 6 guided trials)."""
     if kind == "grid":
         return optuna.samplers.GridSampler(space.grid_search_space(), seed=seed)
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=tpe_startup)
+    startup = {} if tpe_startup is None else {"n_startup_trials": tpe_startup}
+    return optuna.samplers.TPESampler(seed=seed, **startup)
 
 
 def make_pruner(kind: str, epochs: int, warmup: int = 0) -> optuna.pruners.BasePruner:
