@@ -2,7 +2,8 @@
 
 Each folder of ``TABLES`` holds a bench's ``results.jsonl`` (one record per run, with the run's resolved config);
 running ``python run_expid.py --config benchmark_configs --expid <record expid> --seed <record seed>`` with no
-``--set`` must train the same thing. Compared: every key the model's constructors (along its class hierarchy)
+``--set`` must train the same thing, or, for a row the bench ran with ``--set`` overrides (its ``bench_variant``),
+the same command with those overrides. Compared: every key the model's constructors (along its class hierarchy)
 name, plus the data and training-loop keys FuxiCTR reads outside them; paths and log verbosity are not compared.
 """
 
@@ -13,10 +14,11 @@ import os
 import pytest
 
 from conftest import CONFIG, REPO
-from fuxictr_deres.config import load_expid
+from fuxictr_deres.config import apply_overrides, load_expid
 from fuxictr_deres.models import get_model_class
 
-TABLES = ["docs/results/converged_frappe", "docs/results/converged_movielens", "docs/results/control"]
+TABLES = ["docs/results/converged_frappe", "docs/results/converged_movielens", "docs/results/control",
+          "docs/results/control_probes", "docs/results/control_depth16"]
 LOOP_KEYS = ("model", "dataset_id", "seed", "batch_size", "epochs", "shuffle", "optimizer", "loss", "learning_rate",
              "embedding_dim", "feature_cols", "label_col", "min_categr_count", "feature_processor", "source",
              "early_stop_patience", "reduce_lr_on_plateau", "monitor", "monitor_mode", "eval_steps",
@@ -46,7 +48,7 @@ def table_records() -> list:
 
 @pytest.mark.parametrize("record", table_records())
 def test_table_row_is_what_its_expid_trains(record):
-    expid_config = load_expid(CONFIG, record["expid"])
+    expid_config = apply_overrides(load_expid(CONFIG, record["expid"]), json.loads(record.get("bench_variant", "{}")))
     expid_config["seed"] = record["seed"]
     run_config = record["config"]
     keys = training_keys(record["model"]) & (set(expid_config) | set(run_config))
