@@ -9,7 +9,6 @@ same closed form (one pass over each row: the sum forward; the dots and the scal
 median of 15. The kernel is compiled on first use (about 30 s): it is a probe, not used by the models.
 """
 
-import statistics
 import time
 
 import torch
@@ -17,6 +16,7 @@ from torch.utils.cpp_extension import load_inline
 
 from fuxictr_deres.cpu_allocator import keep_freed_memory
 from fuxictr_deres.residuals.block_attention import depth_weighted_sum
+from fuxictr_deres.speed import step_time_ratio
 
 KERNEL = r"""
 #include <torch/extension.h>
@@ -115,21 +115,9 @@ def main() -> None:
             total.backward()
         return step
 
-    steps = {"torch": reads(depth_weighted_sum), "kernel": reads(lambda w, s: KernelSum.apply(w, *s))}
-    times = {name: [] for name in steps}
-    for _ in range(3):
-        for step in steps.values():
-            step()
-    for i in range(15):
-        for name in (("torch", "kernel") if i % 2 == 0 else ("kernel", "torch")):
-            begin = time.perf_counter()
-            steps[name]()
-            times[name].append(time.perf_counter() - begin)
-    med = {name: statistics.median(ts) * 1e3 for name, ts in times.items()}
-    ratio = statistics.median(k / t for k, t in zip(times["kernel"], times["torch"]))
-    print(f"{sum(counts)} (read, source) pairs, forward + backward: torch {med['torch']:.2f} ms, kernel "
-          f"{med['kernel']:.2f} ms, kernel / torch {ratio:.3f} (median of 15 interleaved)")
-
+    res = step_time_ratio(reads(lambda w, s: KernelSum.apply(w, *s)), reads(depth_weighted_sum), pairs=15, warmup=3)
+    print(f"{sum(counts)} (read, source) pairs, forward + backward: torch {res['time_b'] * 1e3:.2f} ms, kernel "
+          f"{res['time_a'] * 1e3:.2f} ms, kernel / torch {res['ratio']:.3f} (median of 15 interleaved)")
 
 if __name__ == "__main__":
     main()

@@ -63,22 +63,26 @@ def export_trial(trial: optuna.trial.FrozenTrial, space: SearchSpace, base_param
     model_block["dataset_id"] = dataset_id
     model_block["model_root"] = "./checkpoints/"
     expid = tuned_expid(space)
-    header = (f"# Best trial {trial.number} of study {study_name!r} (validation {params.get('monitor', '')} = "
-              f"{trial.value:.6f}), exported by fuxictr-deres tune from {space.path}\n"
-              f"# Run it: python run_expid.py --config {os.path.abspath(out_dir)} --expid {expid}\n")
+    header = _header(trial, study_name, params.get("monitor", ""), space.path,
+                     f"--config {os.path.abspath(out_dir)} --expid {expid}")
     os.makedirs(os.path.join(out_dir, "model_config"), exist_ok=True)
     model_path = os.path.join(out_dir, "model_config", f"{expid}.yaml")
     _write_yaml(model_path, header, {expid: model_block})
     _write_yaml(os.path.join(out_dir, "dataset_config.yaml"),
                 f"# The dataset block of {dataset_id} from {space.base_config}, data_root made absolute\n",
                 {dataset_id: dataset_block})
-    portable_header = (f"# Best trial {trial.number} of study {study_name!r} (validation {params.get('monitor', '')} "
-                       f"= {trial.value:.6f}), exported by fuxictr-deres tune from {_shown_path(space.path)}\n"
-                       f"# Run it: python run_expid.py --config OUT --expid {expid} (OUT: the --out of the tune "
-                       "command, which also holds dataset_config.yaml)\n")
+    portable_header = _header(trial, study_name, params.get("monitor", ""), _shown_path(space.path),
+                              f"--config OUT --expid {expid} (OUT: the --out of the tune command, which also holds "
+                              "dataset_config.yaml)")
     portable = {k: v for k, v in model_block.items() if k not in LOCAL_PATH_KEYS}
     _write_yaml(os.path.join(out_dir, f"{expid}.yaml"), portable_header, {expid: portable})
     return expid, model_path
+
+
+def _header(trial: optuna.trial.FrozenTrial, study_name: str, monitor: str, space_path: str, run_args: str) -> str:
+    return (f"# Best trial {trial.number} of study {study_name!r} (validation {monitor} = {trial.value:.6f}), "
+            f"exported by fuxictr-deres tune from {space_path}\n"
+            f"# Run it: python run_expid.py {run_args}\n")
 
 
 def _shown_path(path: str) -> str:
