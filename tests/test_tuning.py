@@ -112,6 +112,30 @@ def test_outputs_and_exported_expid_reproduces_best_trial(studied, tmp_path):
     assert "--config OUT --expid DeRes_demo_tuned" in text.splitlines()[1]
 
 
+def test_a_repeated_configuration_is_answered_from_its_first_trial_not_retrained(tmp_path, data_root):
+    """Two choices, five trials: at least three repeats, each answered at 0 epochs from the first trial with the
+    same parameters (its value when it completed, pruned when it was pruned)."""
+    space = write_space(tmp_path, tuner_space={"learning_rate": [1.e-3, 1.e-2]})
+    opts = StudyOptions(space_path=space, trials=5, out=str(tmp_path / "out"), sampler="random",
+                        data_root=data_root, progress=False)
+    trials = run_study(opts, pruner=PruneFirstReport()).get_trials()
+    first = {}
+    for t in trials:
+        first.setdefault(t.params["learning_rate"], t)
+    assert len(first) == 2 and trials[0].state == TrialState.PRUNED
+    repeats = [t for t in trials if first[t.params["learning_rate"]] is not t]
+    assert len(repeats) == 3
+    for t in repeats:
+        origin = first[t.params["learning_rate"]]
+        assert t.user_attrs["duplicate_of"] == origin.number and t.user_attrs["epochs"] == 0
+        assert t.state == origin.state and not t.intermediate_values
+        if origin.state == TrialState.COMPLETE:
+            assert t.value == origin.value and t.user_attrs["test_AUC"] == origin.user_attrs["test_AUC"]
+    assert all("duplicate_of" not in t.user_attrs for t in first.values())
+    with open(os.path.join(opts.resolved().out, "results.jsonl")) as fd:
+        assert len(fd.read().splitlines()) == 1                     # only the one completed training is recorded
+
+
 def _dead_worker() -> dict:
     proc = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     return {"host": socket.gethostname(), "pid": int(proc.stdout), "start": 0}

@@ -4,6 +4,11 @@ The validation metric of every FuxiCTR evaluation round is reported to Optuna fr
 after FuxiCTR's own checkpoint, early-stopping and lr-decay logic ran; a pruned trial raises ``TrialPruned`` out of
 ``fit``. Errors (a constructor refusing a combination, a NaN loss) are stored on the trial as ``error`` and
 re-raised so Optuna records it as FAIL; the study goes on.
+
+A trial whose parameters repeat a finished trial's is not trained again: every trial trains from the same base
+config and seed, so the run would repeat bit for bit on CPU. TPE over categorical choices proposes repeats often
+(optuna/optuna#2021); a repeat of a completed trial returns its value, a repeat of a pruned trial is pruned, both
+at 0 epochs, with ``duplicate_of`` naming the earlier trial.
 """
 
 import contextlib
@@ -47,6 +52,18 @@ def log_to_file(path: str):
     finally:
         handler.close()
         root.handlers, root.level = saved, level
+
+
+DUPLICATE_ATTR = "duplicate_of"
+
+
+def earlier_same_trial(trial: optuna.Trial) -> Optional[optuna.trial.FrozenTrial]:
+    """The first completed or pruned trial of the study with exactly ``trial``'s parameters, if any."""
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    for earlier in trial.study.get_trials(deepcopy=False, states=finished):
+        if earlier.number != trial.number and earlier.params == trial.params:
+            return earlier
+    return None
 
 
 class EpochCounter:
@@ -96,6 +113,9 @@ class TrialObjective:
 
         try:
             params = self.trial_params(trial)
+            earlier = earlier_same_trial(trial)
+            if earlier is not None:
+                return self._answer_from(trial, earlier)
             log_path = os.path.join(self.out_dir, "logs", params["model_id"] + ".log")
             if self.nproc > 1:                    # rank 0 of the launched group makes the run directory
                 outcome = run_on_processes(self.nproc, train_trial_on_rank, params, log_path, self.link(trial))
@@ -133,6 +153,16 @@ class TrialObjective:
         record["trial"] = trial.number
         write_result(self.out_dir, record, self.command)
         return value
+
+    @staticmethod
+    def _answer_from(trial: optuna.Trial, earlier: optuna.trial.FrozenTrial) -> float:
+        trial.set_user_attr(DUPLICATE_ATTR, earlier.number)
+        if earlier.state == optuna.trial.TrialState.PRUNED:
+            raise optuna.TrialPruned(f"the same parameters as trial {earlier.number}, which was pruned")
+        for key, value in earlier.user_attrs.items():
+            if key.startswith(("valid_", "test_")) or key in ("best_epoch", "num_params"):
+                trial.set_user_attr(key, value)
+        return earlier.value
 
     def _drop_checkpoint(self, params: dict, run_dir: Optional[str]) -> None:
         # a study of hundreds of trials would otherwise keep hundreds of model files; the export retrains the best
