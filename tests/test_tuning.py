@@ -134,6 +134,11 @@ def test_a_repeated_configuration_is_answered_from_its_first_trial_not_retrained
     assert all("duplicate_of" not in t.user_attrs for t in first.values())
     with open(os.path.join(opts.resolved().out, "results.jsonl")) as fd:
         assert len(fd.read().splitlines()) == 1                     # only the one completed training is recorded
+    from fuxictr_deres.tuning.report import trial_rows
+    notes = {int(r["number"]): r["error"] for r in trial_rows(optuna.load_study(
+        study_name="DeRes_demo", storage=opts.resolved().storage), load_space(space), ["AUC"])}
+    for t in repeats:
+        assert notes[t.number] == f"same parameters as trial {t.user_attrs['duplicate_of']}: not trained"
 
 
 def _dead_worker() -> dict:

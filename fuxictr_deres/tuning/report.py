@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Sequence
 
 import optuna
 
+from .objective import DUPLICATE_ATTR
 from .recovery import ERROR_ATTR, INTERRUPTED_ATTR, RETRY_ATTR
 from .space import SearchSpace
 
@@ -44,6 +45,9 @@ def trial_rows(study: optuna.Study, space: SearchSpace, metrics: Sequence[str]) 
             note = "no error recorded: the worker stopped (killed, or no heartbeat)"
         if RETRY_ATTR in t.user_attrs:
             note = (note + "; " if note else "") + f"retry of trial {t.user_attrs[RETRY_ATTR]}"
+        if DUPLICATE_ATTR in t.user_attrs:
+            origin = t.user_attrs[DUPLICATE_ATTR]
+            note = (note + "; " if note else "") + f"same parameters as trial {origin}: not trained"
         row["error"] = note.replace("\n", " ")
         rows.append(row)
     return rows
