@@ -184,6 +184,44 @@ def test_two_worker_processes_share_a_journal_study(tmp_path, data_root):
     assert trials[0].params != trials[1].params                                # workers draw with seed + i
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_sigterm_to_the_tune_command_stops_its_workers(tmp_path, data_root):
+    """``kill`` of a multi-worker ``tune`` must not leave its workers training on as orphans."""
+    import signal
+    import time
+    space = write_space(tmp_path, fixed={"epochs": 100, "early_stop_patience": 100},
+                        search_space={"learning_rate": {"type": "float", "low": 1.e-4, "high": 1.e-2, "log": True}})
+    out, workers = tmp_path / "out", set()
+    parent = subprocess.Popen([sys.executable, "-m", "fuxictr_deres", "tune", "--space", space, "--trials", "2",
+                               "--sampler", "random", "--pruner", "none", "--n-jobs", "2", "--data_root", data_root,
+                               "--out", str(out), "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 300
+        while len(workers) < 2 and time.time() < deadline and parent.poll() is None:
+            time.sleep(1.0)
+            if os.path.exists(out / "study.db"):
+                study = optuna.load_study(study_name="DeRes_demo", storage=f"sqlite:///{out / 'study.db'}")
+                workers = {t.user_attrs[WORKER_ATTR]["pid"] for t in study.get_trials(states=(TrialState.RUNNING,))
+                           if WORKER_ATTR in t.user_attrs}
+        assert len(workers) == 2, parent.stderr.read().decode() if parent.poll() is not None else "no workers"
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(timeout=60) != 0
+        deadline = time.time() + 30
+        while any(_alive(pid) for pid in workers) and time.time() < deadline:
+            time.sleep(0.5)
+        assert not [pid for pid in workers if _alive(pid)]
+    finally:
+        for pid in [pid for pid in workers if _alive(pid)] + ([parent.pid] if parent.poll() is None else []):
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_grid_sampler_reproduces_fuxictr_grid(tmp_path):
     from fuxictr.autotuner import enumerate_params
     base = tmp_path / "base"

@@ -9,6 +9,8 @@ the dataset once (processes, not threads: torch training holds the GIL for Pytho
 import functools
 import multiprocessing
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from typing import List, Optional
@@ -213,6 +215,20 @@ def run_study(options: StudyOptions, pruner: Optional[optuna.pruners.BasePruner]
     return optuna.load_study(study_name=opts.study_name, storage=open_storage(opts.storage))
 
 
+def _stop_on_sigterm():
+    """Make SIGTERM (``kill``) stop this process through ``SystemExit``, so its workers are terminated with it
+    instead of training on as orphans; returns the function that restores the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def exit_on_term(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, exit_on_term)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
 def _run_workers(opts: StudyOptions, quotas: List[int], study: optuna.Study, progress: StudyProgress) -> None:
     # fresh interpreters: a forked worker deadlocked here (locks held by torch/polars threads at fork time)
     ctx = multiprocessing.get_context("spawn")
@@ -220,17 +236,19 @@ def _run_workers(opts: StudyOptions, quotas: List[int], study: optuna.Study, pro
              for i, quota in enumerate(quotas)]
     for proc in procs:
         proc.start()
+    restore = _stop_on_sigterm()
     try:
         while any(p.is_alive() for p in procs):
             progress.refresh(study)
             time.sleep(1.0)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):
         for proc in procs:
             proc.terminate()
         raise
     finally:
         for proc in procs:
             proc.join()
+        restore()
     dead = [f"{p.name} (pid {p.pid}) exited with {p.exitcode}" for p in procs if p.exitcode != 0]
     notes = recover_interrupted(study)
     if dead:
