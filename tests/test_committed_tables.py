@@ -19,7 +19,7 @@ from fuxictr_deres.models import get_model_class
 
 TABLES = ["docs/results/converged_frappe", "docs/results/converged_movielens", "docs/results/control",
           "docs/results/control_probes", "docs/results/control_depth16", "docs/results/regularised_frappe",
-          "docs/results/netreg_frappe"]
+          "docs/results/netreg_frappe", "docs/results/netreg_movielens"]
 LOOP_KEYS = ("model", "dataset_id", "seed", "batch_size", "epochs", "shuffle", "optimizer", "loss", "learning_rate",
              "embedding_dim", "feature_cols", "label_col", "min_categr_count", "feature_processor", "source",
              "early_stop_patience", "reduce_lr_on_plateau", "monitor", "monitor_mode", "eval_steps",
