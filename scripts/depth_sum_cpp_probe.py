@@ -119,5 +119,6 @@ def main() -> None:
     print(f"{sum(counts)} (read, source) pairs, forward + backward: torch {res['time_b'] * 1e3:.2f} ms, kernel "
           f"{res['time_a'] * 1e3:.2f} ms, kernel / torch {res['ratio']:.3f} (median of 15 interleaved)")
 
+
 if __name__ == "__main__":
     main()

@@ -1,5 +1,5 @@
-"""What the repository ships names no machine's paths: users have neither this machine's folders nor the shared data folder
-beside the checkout."""
+"""What the repository ships names no machine's paths: users have neither this machine's folders nor the shared
+data folder beside the checkout."""
 
 import os
 import re

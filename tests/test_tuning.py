@@ -198,10 +198,12 @@ def test_sigterm_to_the_tune_command_stops_its_workers(tmp_path, data_root):
     import time
     space = write_space(tmp_path, fixed={"epochs": 100, "early_stop_patience": 100},
                         search_space={"learning_rate": {"type": "float", "low": 1.e-4, "high": 1.e-2, "log": True}})
-    out, workers = tmp_path / "out", set()
-    parent = subprocess.Popen([sys.executable, "-m", "fuxictr_deres", "tune", "--space", space, "--trials", "2",
-                               "--sampler", "random", "--pruner", "none", "--n-jobs", "2", "--data_root", data_root,
-                               "--out", str(out), "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    out, workers, log = tmp_path / "out", set(), tmp_path / "stderr.txt"
+    with open(log, "w") as errors:                  # the child keeps its own copy of the descriptor
+        parent = subprocess.Popen([sys.executable, "-m", "fuxictr_deres", "tune", "--space", space, "--trials", "2",
+                                   "--sampler", "random", "--pruner", "none", "--n-jobs", "2", "--data_root",
+                                   data_root, "--out", str(out), "--no-progress"], stdout=subprocess.DEVNULL,
+                                  stderr=errors)
     try:
         deadline = time.time() + 300
         while len(workers) < 2 and time.time() < deadline and parent.poll() is None:
@@ -210,7 +212,7 @@ def test_sigterm_to_the_tune_command_stops_its_workers(tmp_path, data_root):
                 study = optuna.load_study(study_name="DeRes_demo", storage=f"sqlite:///{out / 'study.db'}")
                 workers = {t.user_attrs[WORKER_ATTR]["pid"] for t in study.get_trials(states=(TrialState.RUNNING,))
                            if WORKER_ATTR in t.user_attrs}
-        assert len(workers) == 2, parent.stderr.read().decode() if parent.poll() is not None else "no workers"
+        assert len(workers) == 2, log.read_text() if parent.poll() is not None else "no workers"
         parent.send_signal(signal.SIGTERM)
         assert parent.wait(timeout=60) != 0
         deadline = time.time() + 30

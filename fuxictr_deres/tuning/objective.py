@@ -27,7 +27,7 @@ from ..distributed.launch import run_on_processes
 from ..results import jsonable, write_result
 from ..runner import ExperimentData, new_run_dir, train_and_evaluate
 from .distributed_trial import TrialLink, report_and_prune, train_trial_on_rank
-from .recovery import ERROR_ATTR, INTERRUPTED_ATTR, WORKER_ATTR, worker_identity
+from .recovery import DUPLICATE_ATTR, ERROR_ATTR, INTERRUPTED_ATTR, WORKER_ATTR, worker_identity
 from .space import SearchSpace
 
 #: per-trial bookkeeping keys of the stored config; the export leaves them out
@@ -52,9 +52,6 @@ def log_to_file(path: str):
     finally:
         handler.close()
         root.handlers, root.level = saved, level
-
-
-DUPLICATE_ATTR = "duplicate_of"
 
 
 def earlier_same_trial(trial: optuna.Trial) -> Optional[optuna.trial.FrozenTrial]:

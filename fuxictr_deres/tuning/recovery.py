@@ -18,6 +18,7 @@ WORKER_ATTR = "worker"
 ERROR_ATTR = "error"
 INTERRUPTED_ATTR = "interrupted"
 RETRY_ATTR = "retry_of"
+DUPLICATE_ATTR = "duplicate_of"          # set by the objective on a trial answered from an earlier one
 
 
 def _start_ticks(pid: int) -> Optional[int]:

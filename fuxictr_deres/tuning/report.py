@@ -8,8 +8,7 @@ from typing import Any, Dict, List, Sequence
 
 import optuna
 
-from .objective import DUPLICATE_ATTR
-from .recovery import ERROR_ATTR, INTERRUPTED_ATTR, RETRY_ATTR
+from .recovery import DUPLICATE_ATTR, ERROR_ATTR, INTERRUPTED_ATTR, RETRY_ATTR
 from .space import SearchSpace
 
 TABLE_CSV, TABLE_MD = "trials.csv", "trials.md"
@@ -40,15 +39,14 @@ def trial_rows(study: optuna.Study, space: SearchSpace, metrics: Sequence[str]) 
             for m in metrics:
                 row[f"{split}_{m}"] = _fmt(t.user_attrs.get(f"{split}_{m}"))
         row["epochs"] = _fmt(t.user_attrs.get("epochs"))
-        note = t.user_attrs.get(ERROR_ATTR) or t.user_attrs.get(INTERRUPTED_ATTR) or ""
-        if not note and t.state == optuna.trial.TrialState.FAIL:
-            note = "no error recorded: the worker stopped (killed, or no heartbeat)"
+        notes = [t.user_attrs.get(ERROR_ATTR) or t.user_attrs.get(INTERRUPTED_ATTR) or ""]
+        if not notes[0] and t.state == optuna.trial.TrialState.FAIL:
+            notes[0] = "no error recorded: the worker stopped (killed, or no heartbeat)"
         if RETRY_ATTR in t.user_attrs:
-            note = (note + "; " if note else "") + f"retry of trial {t.user_attrs[RETRY_ATTR]}"
+            notes.append(f"retry of trial {t.user_attrs[RETRY_ATTR]}")
         if DUPLICATE_ATTR in t.user_attrs:
-            origin = t.user_attrs[DUPLICATE_ATTR]
-            note = (note + "; " if note else "") + f"same parameters as trial {origin}: not trained"
-        row["error"] = note.replace("\n", " ")
+            notes.append(f"same parameters as trial {t.user_attrs[DUPLICATE_ATTR]}: not trained")
+        row["error"] = "; ".join(n for n in notes if n).replace("\n", " ")
         rows.append(row)
     return rows
 
